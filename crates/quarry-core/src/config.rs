@@ -1,0 +1,128 @@
+//! The `quarry.toml` schema. Every field has a default, so an empty file (or none) is a valid config.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hit::SearchMode;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub chunking: ChunkingConfig,
+    pub index: IndexConfig,
+    pub retrieval: RetrievalConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A model name looked up in the model cache (and the Hugging Face cache), or a directory with
+    /// `config.json`, `model.safetensors` and `tokenizer.json`.
+    pub embedder: String,
+    /// Overrides the model cache directory (default: `$QUARRY_CACHE/models`, else `~/.cache/quarry/models`).
+    pub cache_dir: Option<String>,
+    pub batch_size: usize,
+    /// Inputs are truncated to this many tokens (sentence-transformers' `max_seq_length`).
+    pub max_seq_len: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { embedder: "all-MiniLM-L6-v2".into(), cache_dir: None, batch_size: 32, max_seq_len: 256 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    /// Largest chunk, in embedding-model tokens (title and headings excluded).
+    pub max_tokens: usize,
+    /// Tokens repeated between consecutive chunks of one section.
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        ChunkingConfig { max_tokens: 256, overlap_tokens: 32 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// HNSW: neighbours per node (layer 0 keeps 2·m).
+    pub hnsw_m: usize,
+    pub hnsw_ef_construction: usize,
+    pub hnsw_ef_search: usize,
+    /// Below this many matching chunks a filtered vector query scans them exactly instead of
+    /// walking the graph (a walk through a sparse filter can miss matches).
+    pub exact_search_threshold: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, hnsw_ef_search: 128, exact_search_threshold: 2000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: Σ 1/(k + rank).
+    Rrf,
+    /// Min-max normalised scores, weighted: w·dense + (1−w)·bm25.
+    Weighted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    pub mode: SearchMode,
+    pub top_k: usize,
+    /// Candidates taken from each of BM25 and dense before fusion.
+    pub candidates: usize,
+    pub fusion: Fusion,
+    pub rrf_k: f32,
+    /// Weight of the dense scores in weighted fusion.
+    pub dense_weight: f32,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig {
+            mode: SearchMode::Hybrid,
+            top_k: 10,
+            candidates: 100,
+            fusion: Fusion::Rrf,
+            rrf_k: 60.0,
+            dense_weight: 0.5,
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(m.to_string()));
+        if self.chunking.max_tokens < 8 {
+            return bad("chunking.max_tokens must be at least 8");
+        }
+        if self.chunking.overlap_tokens >= self.chunking.max_tokens / 2 {
+            return bad("chunking.overlap_tokens must be less than half of chunking.max_tokens");
+        }
+        if self.model.batch_size == 0 {
+            return bad("model.batch_size must be positive");
+        }
+        if self.index.hnsw_m < 2 {
+            return bad("index.hnsw_m must be at least 2");
+        }
+        if !(0.0..=1.0).contains(&self.retrieval.dense_weight) {
+            return bad("retrieval.dense_weight must be between 0 and 1");
+        }
+        if self.retrieval.rrf_k < 0.0 {
+            return bad("retrieval.rrf_k must not be negative");
+        }
+        Ok(())
+    }
+}

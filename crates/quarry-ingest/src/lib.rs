@@ -1,0 +1,26 @@
+//! Getting documents into Quarry: loaders (one file per format), structure-aware token-aware
+//! chunking, and the incremental ingest pipeline that writes through the `Index` trait.
+//!
+//! This crate depends only on `quarry-core`: it drives any `Embedder` and any `Index`, so the same
+//! pipeline feeds the embedded store and the PostgreSQL backend.
+//!
+//! ```no_run
+//! # fn run(index: &dyn quarry_core::Index, embedder: &dyn quarry_core::Embedder) {
+//! use quarry_ingest::{Ingestor, Silent};
+//! let ingestor = Ingestor::new(index, embedder, Default::default());
+//! let summary = ingestor.ingest_paths(&["docs/".into()], &Silent);
+//! println!("{} added, {} errors", summary.documents_added, summary.errors.len());
+//! # }
+//! ```
+
+pub mod chunker;
+pub mod error;
+pub mod jsonl;
+pub mod loader;
+pub mod pipeline;
+pub mod text;
+
+pub use chunker::{Chunker, TextFormat};
+pub use error::{Error, Result};
+pub use loader::{detect, Loaded, Loader};
+pub use pipeline::{source_name, Ingestor, Observer, Silent, Summary};

@@ -1,0 +1,264 @@
+//! The ingest pipeline: files → loaders → chunks → embeddings → index, incrementally.
+//!
+//! A file whose bytes (and the chunking/model settings) are unchanged is skipped whole; inside a
+//! changed file only documents whose content hash changed are re-embedded; documents that left a
+//! file are removed from every index. Writes go to the index in batches, each atomic, and a file's
+//! source record is written last, so a crash mid-file leaves a consistent store and the rerun
+//! completes the work without duplicates.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use quarry_core::{ChunkingConfig, Document, Embedder, Index, IndexedDocument, SourceRecord};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::chunker::{Chunker, TextFormat};
+use crate::error::Error;
+use crate::loader::detect;
+
+/// Progress callbacks; the CLI draws bars from them, tests ignore them.
+pub trait Observer: Sync {
+    fn files_planned(&self, _total: usize) {}
+    fn file_started(&self, _path: &Path) {}
+    fn documents_planned(&self, _total: usize) {}
+    fn documents_done(&self, _n: usize) {}
+}
+
+pub struct Silent;
+impl Observer for Silent {}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub files_unchanged: usize,
+    pub documents_added: usize,
+    pub documents_updated: usize,
+    pub documents_unchanged: usize,
+    pub documents_removed: usize,
+    pub chunks_written: usize,
+    /// Files with no loader (reported, not errors).
+    pub skipped: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+pub struct Ingestor<'a> {
+    index: &'a dyn Index,
+    embedder: &'a dyn Embedder,
+    chunking: ChunkingConfig,
+    settings_hash: String,
+    batch_docs: usize,
+}
+
+impl<'a> Ingestor<'a> {
+    pub fn new(index: &'a dyn Index, embedder: &'a dyn Embedder, chunking: ChunkingConfig) -> Self {
+        let settings = serde_json::json!({
+            "model": embedder.model_id(),
+            "max_tokens": chunking.max_tokens,
+            "overlap_tokens": chunking.overlap_tokens,
+            "chunker": 1,
+        });
+        let settings_hash = hex(&Sha256::digest(settings.to_string().as_bytes()));
+        Ingestor { index, embedder, chunking, settings_hash, batch_docs: 64 }
+    }
+
+    /// Ingests files and folders. A folder is mirrored: sources previously ingested from below it
+    /// that no longer exist are removed.
+    pub fn ingest_paths(&self, paths: &[PathBuf], observer: &dyn Observer) -> Summary {
+        let mut summary = Summary::default();
+        let mut files = Vec::new();
+        let mut roots = Vec::new();
+        for p in paths {
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    roots.push(source_name(p));
+                    files.extend(walk(p, &mut summary));
+                }
+                Ok(_) => files.push(p.clone()),
+                Err(e) => summary.errors.push(Error::Unreadable { path: p.clone(), source: e }.to_string()),
+            }
+        }
+        observer.files_planned(files.len());
+        let mut seen = HashSet::new();
+        for f in &files {
+            observer.file_started(f);
+            let src = source_name(f);
+            if seen.insert(src.clone()) {
+                self.ingest_file(f, &src, &mut summary, observer);
+            }
+        }
+        for root in roots {
+            self.remove_vanished(&root, &seen, &mut summary);
+        }
+        if let Err(e) = self.index.flush() {
+            summary.errors.push(format!("flushing indexes: {e}"));
+        }
+        summary
+    }
+
+    fn remove_vanished(&self, root: &str, seen: &HashSet<String>, summary: &mut Summary) {
+        let prefix = format!("{}/", root.trim_end_matches('/'));
+        match self.index.list_sources() {
+            Ok(sources) => {
+                for rec in sources.iter().filter(|r| r.source.starts_with(&prefix) && !seen.contains(&r.source)) {
+                    match self.index.delete_source(&rec.source) {
+                        Ok(n) => summary.documents_removed += n,
+                        Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
+                    }
+                }
+            }
+            Err(e) => summary.errors.push(format!("listing sources: {e}")),
+        }
+    }
+
+    fn ingest_file(&self, path: &Path, source: &str, summary: &mut Summary, observer: &dyn Observer) {
+        summary.files += 1;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return summary.errors.push(Error::Unreadable { path: path.into(), source: e }.to_string()),
+        };
+        let mut h = Sha256::new();
+        h.update(self.settings_hash.as_bytes());
+        h.update(&bytes);
+        let file_hash = hex(&h.finalize());
+        let previous = match self.index.source(source) {
+            Ok(p) => p,
+            Err(e) => return summary.errors.push(format!("{source}: {e}")),
+        };
+        if let Some(prev) = &previous {
+            if prev.file_hash == file_hash {
+                summary.files_unchanged += 1;
+                summary.documents_unchanged += prev.doc_ids.len();
+                return;
+            }
+        }
+        let Some(loader) = detect(path, &bytes) else {
+            summary.skipped.push(path.display().to_string());
+            return;
+        };
+        // A file that no longer loads keeps what it contributed before: bad input never erases data.
+        let loaded = match loader.load(path, source, &bytes) {
+            Ok(l) => l,
+            Err(e) => return summary.errors.push(e.to_string()),
+        };
+        let complete = loaded.errors.is_empty();
+        summary.errors.extend(loaded.errors.iter().map(|e| e.to_string()));
+        let format = loaded.format.unwrap_or(TextFormat::Plain);
+
+        let mut todo = Vec::new();
+        // Ids this file now validly holds and that are stored (unchanged, or written below).
+        let mut kept: BTreeSet<String> = BTreeSet::new();
+        for doc in loaded.documents {
+            let hash = self.content_hash(&doc);
+            match self.index.document_version(&doc.id) {
+                Ok(Some(v)) if v.source != source => summary.errors.push(
+                    Error::DuplicateId { path: path.into(), id: doc.id.clone(), other: v.source }.to_string(),
+                ),
+                Ok(Some(v)) if v.content_hash == hash => {
+                    summary.documents_unchanged += 1;
+                    kept.insert(doc.id);
+                }
+                Ok(version) => todo.push((doc, hash, version.is_some())),
+                Err(e) => summary.errors.push(format!("{source}: {e}")),
+            }
+        }
+        observer.documents_planned(todo.len());
+        let mut failed = false;
+        for batch in todo.chunks(self.batch_docs) {
+            match self.write_batch(batch, format) {
+                Ok(chunks) => {
+                    summary.chunks_written += chunks;
+                    for (doc, _, existed) in batch {
+                        if *existed {
+                            summary.documents_updated += 1;
+                        } else {
+                            summary.documents_added += 1;
+                        }
+                        kept.insert(doc.id.clone());
+                    }
+                    observer.documents_done(batch.len());
+                }
+                Err(e) => {
+                    summary.errors.push(Error::Index { path: path.into(), source: e }.to_string());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let complete = complete && !failed;
+        let previous_ids = previous.map(|p| p.doc_ids).unwrap_or_default();
+        if complete {
+            // Documents that left the file leave every index.
+            let gone: Vec<String> = previous_ids.iter().filter(|id| !kept.contains(*id)).cloned().collect();
+            if !gone.is_empty() {
+                match self.index.delete_documents(&gone) {
+                    Ok(n) => summary.documents_removed += n,
+                    Err(e) => summary.errors.push(format!("{source}: removing documents: {e}")),
+                }
+            }
+        } else {
+            // An incomplete pass keeps what the file contributed before and is retried next time.
+            kept.extend(previous_ids);
+        }
+        let record = SourceRecord {
+            source: source.to_string(),
+            file_hash: if complete { file_hash } else { String::new() },
+            doc_ids: kept.into_iter().collect(),
+        };
+        if let Err(e) = self.index.put_source(record) {
+            summary.errors.push(format!("{source}: {e}"));
+        }
+    }
+
+    fn write_batch(&self, batch: &[(Document, String, bool)], format: TextFormat) -> quarry_core::Result<usize> {
+        let chunker = Chunker::new(self.embedder, &self.chunking);
+        let mut docs = Vec::with_capacity(batch.len());
+        let mut texts = Vec::new();
+        for (doc, hash, _) in batch {
+            let chunks = chunker.chunk(doc, format);
+            texts.extend(chunks.iter().map(|c| c.contextual_text(doc.title.as_deref())));
+            docs.push(IndexedDocument { document: doc.clone(), content_hash: hash.clone(), chunks, embeddings: vec![] });
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut vectors = self.embedder.embed(&refs)?.into_iter();
+        let mut total = 0;
+        for d in &mut docs {
+            d.embeddings = vectors.by_ref().take(d.chunks.len()).collect();
+            total += d.chunks.len();
+        }
+        self.index.put_documents(docs)?;
+        Ok(total)
+    }
+
+    fn content_hash(&self, doc: &Document) -> String {
+        let body = serde_json::to_vec(&(&self.settings_hash, &doc.id, &doc.title, &doc.text, &doc.metadata))
+            .unwrap_or_default();
+        hex(&Sha256::digest(&body))
+    }
+}
+
+/// The identifier stored for a file: its canonical path where it exists, so the same file ingested
+/// from another working directory is recognised.
+pub fn source_name(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+/// Files below a folder in a stable order; hidden files and folders are skipped.
+fn walk(root: &Path, summary: &mut Summary) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let it = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
+        e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
+    });
+    for entry in it {
+        match entry {
+            Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
+            Ok(_) => {}
+            Err(e) => summary.errors.push(format!("{}: {e}", e.path().unwrap_or(root).display())),
+        }
+    }
+    out
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
