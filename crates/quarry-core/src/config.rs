@@ -29,7 +29,12 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { embedder: "all-MiniLM-L6-v2".into(), cache_dir: None, batch_size: 32, max_seq_len: 256 }
+        ModelConfig {
+            embedder: "all-MiniLM-L6-v2".into(),
+            cache_dir: None,
+            batch_size: 32,
+            max_seq_len: 256,
+        }
     }
 }
 
@@ -44,7 +49,10 @@ pub struct ChunkingConfig {
 
 impl Default for ChunkingConfig {
     fn default() -> Self {
-        ChunkingConfig { max_tokens: 256, overlap_tokens: 32 }
+        ChunkingConfig {
+            max_tokens: 256,
+            overlap_tokens: 32,
+        }
     }
 }
 
@@ -62,7 +70,12 @@ pub struct IndexConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, hnsw_ef_search: 128, exact_search_threshold: 2000 }
+        IndexConfig {
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef_search: 128,
+            exact_search_threshold: 2000,
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub trait Embedder: TokenCounter {
     /// Embeds a search query. Symmetric models use the same path as `embed`.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
         let mut v = self.embed(&[text])?;
-        v.pop().ok_or_else(|| crate::Error::Model { model: self.model_id().to_string(), message: "no output".into() })
+        v.pop().ok_or_else(|| crate::Error::Model {
+            model: self.model_id().to_string(),
+            message: "no output".into(),
+        })
     }
 }

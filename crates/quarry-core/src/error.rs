@@ -9,7 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// Input that was read but cannot be used; `location` names the file (and line) it came from.
     #[error("{location}: {message}")]
@@ -38,11 +41,17 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(location: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidInput { location: location.into(), message: message.into() }
+        Error::InvalidInput {
+            location: location.into(),
+            message: message.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -54,7 +63,9 @@ impl Error {
         match self {
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
             ),
             _ => false,
         }

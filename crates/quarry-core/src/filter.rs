@@ -12,13 +12,26 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     /// `key=value`: the value (or any element of a list value) equals `value`.
-    Eq { key: String, value: MetaValue },
+    Eq {
+        key: String,
+        value: MetaValue,
+    },
     /// `key!=value`.
-    Ne { key: String, value: MetaValue },
+    Ne {
+        key: String,
+        value: MetaValue,
+    },
     /// `key=a|b|c`: equals any of the values.
-    In { key: String, values: Vec<MetaValue> },
+    In {
+        key: String,
+        values: Vec<MetaValue>,
+    },
     /// `key>=x`, `key<y`, `key=x..y` (inclusive): numeric range; either bound may be open.
-    Range { key: String, min: Option<Bound>, max: Option<Bound> },
+    Range {
+        key: String,
+        min: Option<Bound>,
+        max: Option<Bound>,
+    },
     And(Vec<Filter>),
 }
 
@@ -31,14 +44,19 @@ pub struct Bound {
 impl Filter {
     /// Parses the CLI syntax: `key=value`, `key!=value`, `key=a|b`, `key>=1`, `key<2`, `key=1..5`.
     pub fn parse(expr: &str) -> Result<Filter> {
-        let err = |m: &str| Error::Filter { expr: expr.to_string(), message: m.to_string() };
+        let err = |m: &str| Error::Filter {
+            expr: expr.to_string(),
+            message: m.to_string(),
+        };
         let ops = ["!=", ">=", "<=", "=", ">", "<"];
         let (pos, op) = ops
             .iter()
             .filter_map(|op| expr.find(op).map(|p| (p, *op)))
             // leftmost operator wins; at the same position the longer one (">=" before ">")
             .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-            .ok_or_else(|| err("expected KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY=A..B"))?;
+            .ok_or_else(|| {
+                err("expected KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY=A..B")
+            })?;
         let key = expr[..pos].trim();
         let raw = expr[pos + op.len()..].trim();
         if key.is_empty() {
@@ -48,24 +66,79 @@ impl Filter {
             return Err(err("missing value"));
         }
         let key = key.to_string();
-        let number = |s: &str| s.trim().parse::<f64>().map_err(|_| err(&format!("`{s}` is not a number")));
+        let number = |s: &str| {
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| err(&format!("`{s}` is not a number")))
+        };
         Ok(match op {
             "=" if raw.contains("..") => {
                 let (a, b) = raw.split_once("..").ok_or_else(|| err("bad range"))?;
-                let min = if a.trim().is_empty() { None } else { Some(Bound { value: number(a)?, inclusive: true }) };
-                let max = if b.trim().is_empty() { None } else { Some(Bound { value: number(b)?, inclusive: true }) };
+                let min = if a.trim().is_empty() {
+                    None
+                } else {
+                    Some(Bound {
+                        value: number(a)?,
+                        inclusive: true,
+                    })
+                };
+                let max = if b.trim().is_empty() {
+                    None
+                } else {
+                    Some(Bound {
+                        value: number(b)?,
+                        inclusive: true,
+                    })
+                };
                 if min.is_none() && max.is_none() {
                     return Err(err("a range needs at least one bound"));
                 }
                 Filter::Range { key, min, max }
             }
-            "=" if raw.contains('|') => Filter::In { key, values: raw.split('|').map(|v| scalar(v.trim())).collect() },
-            "=" => Filter::Eq { key, value: scalar(raw) },
-            "!=" => Filter::Ne { key, value: scalar(raw) },
-            ">=" => Filter::Range { key, min: Some(Bound { value: number(raw)?, inclusive: true }), max: None },
-            ">" => Filter::Range { key, min: Some(Bound { value: number(raw)?, inclusive: false }), max: None },
-            "<=" => Filter::Range { key, min: None, max: Some(Bound { value: number(raw)?, inclusive: true }) },
-            "<" => Filter::Range { key, min: None, max: Some(Bound { value: number(raw)?, inclusive: false }) },
+            "=" if raw.contains('|') => Filter::In {
+                key,
+                values: raw.split('|').map(|v| scalar(v.trim())).collect(),
+            },
+            "=" => Filter::Eq {
+                key,
+                value: scalar(raw),
+            },
+            "!=" => Filter::Ne {
+                key,
+                value: scalar(raw),
+            },
+            ">=" => Filter::Range {
+                key,
+                min: Some(Bound {
+                    value: number(raw)?,
+                    inclusive: true,
+                }),
+                max: None,
+            },
+            ">" => Filter::Range {
+                key,
+                min: Some(Bound {
+                    value: number(raw)?,
+                    inclusive: false,
+                }),
+                max: None,
+            },
+            "<=" => Filter::Range {
+                key,
+                min: None,
+                max: Some(Bound {
+                    value: number(raw)?,
+                    inclusive: true,
+                }),
+            },
+            "<" => Filter::Range {
+                key,
+                min: None,
+                max: Some(Bound {
+                    value: number(raw)?,
+                    inclusive: false,
+                }),
+            },
             _ => return Err(err("unknown operator")),
         })
     }
@@ -83,8 +156,12 @@ impl Filter {
         match self {
             Filter::Eq { key, value } => meta.get(key).is_some_and(|v| value_eq(v, value)),
             Filter::Ne { key, value } => !meta.get(key).is_some_and(|v| value_eq(v, value)),
-            Filter::In { key, values } => meta.get(key).is_some_and(|v| values.iter().any(|w| value_eq(v, w))),
-            Filter::Range { key, min, max } => meta.get(key).is_some_and(|v| in_range(v, *min, *max)),
+            Filter::In { key, values } => meta
+                .get(key)
+                .is_some_and(|v| values.iter().any(|w| value_eq(v, w))),
+            Filter::Range { key, min, max } => {
+                meta.get(key).is_some_and(|v| in_range(v, *min, *max))
+            }
             Filter::And(fs) => fs.iter().all(|f| f.matches(meta)),
         }
     }
@@ -109,10 +186,12 @@ fn value_eq(stored: &MetaValue, wanted: &MetaValue) -> bool {
         (MetaValue::List(items), _) => items.iter().any(|i| value_eq(i, wanted)),
         (MetaValue::String(a), MetaValue::String(b)) => a == b,
         (MetaValue::Bool(a), MetaValue::Bool(b)) => a == b,
-        (MetaValue::Number(_), _) | (_, MetaValue::Number(_)) => match (stored.as_f64(), wanted.as_f64()) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        },
+        (MetaValue::Number(_), _) | (_, MetaValue::Number(_)) => {
+            match (stored.as_f64(), wanted.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            }
+        }
         (MetaValue::String(a), MetaValue::Bool(b)) => a == if *b { "true" } else { "false" },
         _ => false,
     }
@@ -123,8 +202,20 @@ fn in_range(v: &MetaValue, min: Option<Bound>, max: Option<Bound>) -> bool {
         return items.iter().any(|i| in_range(i, min, max));
     }
     let Some(x) = v.as_f64() else { return false };
-    let above = min.is_none_or(|b| if b.inclusive { x >= b.value } else { x > b.value });
-    let below = max.is_none_or(|b| if b.inclusive { x <= b.value } else { x < b.value });
+    let above = min.is_none_or(|b| {
+        if b.inclusive {
+            x >= b.value
+        } else {
+            x > b.value
+        }
+    });
+    let below = max.is_none_or(|b| {
+        if b.inclusive {
+            x <= b.value
+        } else {
+            x < b.value
+        }
+    });
     above && below
 }
 
@@ -133,7 +224,10 @@ mod tests {
     use super::*;
 
     fn meta(pairs: &[(&str, MetaValue)]) -> Metadata {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -183,7 +277,11 @@ mod tests {
     #[test]
     fn and_requires_every_part() {
         let m = meta(&[("lang", "en".into()), ("year", 2020.0.into())]);
-        let f = Filter::all(vec![Filter::parse("lang=en").unwrap(), Filter::parse("year>2020").unwrap()]).unwrap();
+        let f = Filter::all(vec![
+            Filter::parse("lang=en").unwrap(),
+            Filter::parse("year>2020").unwrap(),
+        ])
+        .unwrap();
         assert!(!f.matches(&m));
         assert!(Filter::all(vec![]).is_none());
     }

@@ -26,7 +26,9 @@ impl std::str::FromStr for SearchMode {
             "bm25" | "lexical" => Ok(SearchMode::Bm25),
             "dense" | "vector" => Ok(SearchMode::Dense),
             "hybrid" => Ok(SearchMode::Hybrid),
-            other => Err(format!("unknown search mode `{other}` (expected bm25, dense or hybrid)")),
+            other => Err(format!(
+                "unknown search mode `{other}` (expected bm25, dense or hybrid)"
+            )),
         }
     }
 }

@@ -39,13 +39,21 @@ struct Piece {
 
 impl<'a> Chunker<'a> {
     pub fn new(counter: &'a dyn TokenCounter, cfg: &ChunkingConfig) -> Self {
-        Chunker { counter, max_tokens: cfg.max_tokens.max(1), overlap_tokens: cfg.overlap_tokens }
+        Chunker {
+            counter,
+            max_tokens: cfg.max_tokens.max(1),
+            overlap_tokens: cfg.overlap_tokens,
+        }
     }
 
     pub fn chunk(&self, doc: &Document, format: TextFormat) -> Vec<Chunk> {
         let text = doc.text.as_str();
         let sections = match format {
-            TextFormat::Plain => vec![Section { path: vec![], start: 0, end: text.len() }],
+            TextFormat::Plain => vec![Section {
+                path: vec![],
+                start: 0,
+                end: text.len(),
+            }],
             TextFormat::Markdown => markdown_sections(text),
         };
         let offsets = CharOffsets::new(text);
@@ -67,7 +75,12 @@ impl<'a> Chunker<'a> {
     }
 
     /// Chunks of one section as (byte start, byte end, tokens).
-    fn split_section(&self, text: &str, s: &Section, format: TextFormat) -> Vec<(usize, usize, usize)> {
+    fn split_section(
+        &self,
+        text: &str,
+        s: &Section,
+        format: TextFormat,
+    ) -> Vec<(usize, usize, usize)> {
         let (start, end) = trim_range(text, s.start, s.end);
         if start >= end {
             return vec![];
@@ -81,7 +94,14 @@ impl<'a> Chunker<'a> {
     }
 
     /// Splits [start, end) into pieces of at most `max_tokens`, at the coarsest level that works.
-    fn pieces(&self, text: &str, start: usize, end: usize, level: usize, format: TextFormat) -> Vec<Piece> {
+    fn pieces(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        level: usize,
+        format: TextFormat,
+    ) -> Vec<Piece> {
         let ranges = match level {
             0 => paragraphs(text, start, end, format),
             1 => sentences(text, start, end),
@@ -96,7 +116,11 @@ impl<'a> Chunker<'a> {
             }
             let tokens = self.counter.count_tokens(&text[a..b]);
             if tokens <= self.max_tokens || level >= 3 {
-                out.push(Piece { start: a, end: b, tokens });
+                out.push(Piece {
+                    start: a,
+                    end: b,
+                    tokens,
+                });
             } else {
                 out.extend(self.pieces(text, a, b, level + 1, format));
             }
@@ -118,10 +142,14 @@ impl<'a> Chunker<'a> {
                 j += 1;
             }
             // Verify with the real tokenizer; shrink until it fits (a single piece always fits).
-            let mut counted = self.counter.count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
+            let mut counted = self
+                .counter
+                .count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
             while counted > self.max_tokens && j > i + 1 {
                 j -= 1;
-                counted = self.counter.count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
+                counted = self
+                    .counter
+                    .count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
             }
             out.push((pieces[i].start, pieces[j - 1].end, counted));
             if j >= pieces.len() {
@@ -155,7 +183,11 @@ pub fn markdown_sections(text: &str) -> Vec<Section> {
         } else if !in_fence {
             if let Some((level, title)) = atx_heading(trimmed) {
                 if pos > current_start {
-                    sections.push(Section { path: current_path.clone(), start: current_start, end: pos });
+                    sections.push(Section {
+                        path: current_path.clone(),
+                        start: current_start,
+                        end: pos,
+                    });
                 }
                 path.retain(|(l, _)| *l < level);
                 path.push((level, title));
@@ -166,7 +198,11 @@ pub fn markdown_sections(text: &str) -> Vec<Section> {
         pos += line.len();
     }
     if text.len() > current_start {
-        sections.push(Section { path: current_path, start: current_start, end: text.len() });
+        sections.push(Section {
+            path: current_path,
+            start: current_start,
+            end: text.len(),
+        });
     }
     sections
 }
@@ -177,7 +213,11 @@ fn atx_heading(line: &str) -> Option<(usize, String)> {
         return None;
     }
     let rest = &line[level..];
-    if !(rest.is_empty() || rest.starts_with(' ') || rest.starts_with('\t') || rest.starts_with('\n')) {
+    if !(rest.is_empty()
+        || rest.starts_with(' ')
+        || rest.starts_with('\t')
+        || rest.starts_with('\n'))
+    {
         return None;
     }
     let title = rest.trim().trim_end_matches('#').trim().to_string();
@@ -221,7 +261,10 @@ fn paragraphs(text: &str, start: usize, end: usize, format: TextFormat) -> Vec<(
 }
 
 fn sentences(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
-    text[start..end].split_sentence_bound_indices().map(|(i, s)| (start + i, start + i + s.len())).collect()
+    text[start..end]
+        .split_sentence_bound_indices()
+        .map(|(i, s)| (start + i, start + i + s.len()))
+        .collect()
 }
 
 /// Word-boundary pieces, with whitespace attached to the preceding word so pieces stay contiguous.
@@ -262,16 +305,26 @@ mod tests {
     struct WordCounter;
     impl TokenCounter for WordCounter {
         fn count_tokens(&self, text: &str) -> usize {
-            text.split_whitespace().count() + text.chars().filter(|c| c.is_ascii_punctuation()).count()
+            text.split_whitespace().count()
+                + text.chars().filter(|c| c.is_ascii_punctuation()).count()
         }
     }
 
     fn doc(text: &str) -> Document {
-        Document { id: "d".into(), source: "mem".into(), title: None, text: text.into(), metadata: Default::default() }
+        Document {
+            id: "d".into(),
+            source: "mem".into(),
+            title: None,
+            text: text.into(),
+            metadata: Default::default(),
+        }
     }
 
     fn cfg(max: usize, overlap: usize) -> ChunkingConfig {
-        ChunkingConfig { max_tokens: max, overlap_tokens: overlap }
+        ChunkingConfig {
+            max_tokens: max,
+            overlap_tokens: overlap,
+        }
     }
 
     #[test]
@@ -289,13 +342,19 @@ mod tests {
         let c = Chunker::new(&WordCounter, &cfg(100, 0));
         let chunks = c.chunk(&doc(md), TextFormat::Markdown);
         let paths: Vec<String> = chunks.iter().map(|c| c.section.join("/")).collect();
-        assert_eq!(paths, vec!["Guide", "Guide/Install", "Guide/Install/Linux", "Guide/Use"]);
+        assert_eq!(
+            paths,
+            vec!["Guide", "Guide/Install", "Guide/Install/Linux", "Guide/Use"]
+        );
         assert!(chunks[1].text.contains("# not a heading"));
     }
 
     #[test]
     fn long_paragraphs_split_at_sentences_with_overlap() {
-        let text = (0..40).map(|i| format!("Sentence number {i} is here.")).collect::<Vec<_>>().join(" ");
+        let text = (0..40)
+            .map(|i| format!("Sentence number {i} is here."))
+            .collect::<Vec<_>>()
+            .join(" ");
         let c = Chunker::new(&WordCounter, &cfg(30, 8));
         let chunks = c.chunk(&doc(&text), TextFormat::Plain);
         assert!(chunks.len() > 5);
@@ -304,7 +363,11 @@ mod tests {
             assert!(w[1].start > w[0].start, "chunks advance");
         }
         for ch in &chunks {
-            assert!(ch.text.starts_with("Sentence"), "starts at a sentence: {:?}", ch.text);
+            assert!(
+                ch.text.starts_with("Sentence"),
+                "starts at a sentence: {:?}",
+                ch.text
+            );
         }
     }
 

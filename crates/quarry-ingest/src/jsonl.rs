@@ -39,14 +39,21 @@ impl Loader for JsonlLoader {
 
     fn load(&self, path: &Path, source: &str, bytes: &[u8]) -> Result<Loaded, Error> {
         let text = utf8(path, bytes)?;
-        let mut out = Loaded { format: Some(TextFormat::Plain), ..Default::default() };
+        let mut out = Loaded {
+            format: Some(TextFormat::Plain),
+            ..Default::default()
+        };
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line_no = i + 1;
             if line.trim().is_empty() {
                 continue;
             }
-            let bad = |message: String| Error::Malformed { path: path.to_path_buf(), line: line_no, message };
+            let bad = |message: String| Error::Malformed {
+                path: path.to_path_buf(),
+                line: line_no,
+                message,
+            };
             let rec: Record = match serde_json::from_str(line) {
                 Ok(r) => r,
                 Err(e) => {
@@ -63,15 +70,22 @@ impl Loader for JsonlLoader {
                 continue;
             }
             if let Some(first) = seen.get(&id) {
-                out.errors.push(bad(format!("duplicate `_id` {id} (first on line {first})")));
+                out.errors
+                    .push(bad(format!("duplicate `_id` {id} (first on line {first})")));
                 continue;
             }
-            if rec.text.trim().is_empty() && rec.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            if rec.text.trim().is_empty()
+                && rec.title.as_deref().is_none_or(|t| t.trim().is_empty())
+            {
                 out.errors.push(bad(format!("document {id} has no text")));
                 continue;
             }
             seen.insert(id.clone(), line_no);
-            let metadata = rec.metadata.map(|m| m.into_iter().filter_map(|(k, v)| Some((k, meta_value(v)?))).collect());
+            let metadata = rec.metadata.map(|m| {
+                m.into_iter()
+                    .filter_map(|(k, v)| Some((k, meta_value(v)?)))
+                    .collect()
+            });
             out.documents.push(Document {
                 id,
                 source: source.to_string(),
@@ -91,7 +105,9 @@ fn meta_value(v: serde_json::Value) -> Option<MetaValue> {
         Value::Bool(b) => Some(MetaValue::Bool(b)),
         Value::Number(n) => n.as_f64().map(MetaValue::Number),
         Value::String(s) => Some(MetaValue::String(s)),
-        Value::Array(items) => Some(MetaValue::List(items.into_iter().filter_map(meta_value).collect())),
+        Value::Array(items) => Some(MetaValue::List(
+            items.into_iter().filter_map(meta_value).collect(),
+        )),
         Value::Null | Value::Object(_) => None,
     }
 }
@@ -103,29 +119,54 @@ mod tests {
     #[test]
     fn good_lines_load_and_bad_lines_are_reported_with_numbers() {
         let data = concat!(
-            r#"{"_id": "a", "title": "T", "text": "alpha", "metadata": {"year": 2020, "tags": ["x"]}}"#, "\n",
-            "{not json\n",
-            r#"{"_id": 7, "text": "seven"}"#, "\n",
+            r#"{"_id": "a", "title": "T", "text": "alpha", "metadata": {"year": 2020, "tags": ["x"]}}"#,
             "\n",
-            r#"{"_id": "a", "text": "again"}"#, "\n",
-            r#"{"_id": "e", "text": "  "}"#, "\n",
+            "{not json\n",
+            r#"{"_id": 7, "text": "seven"}"#,
+            "\n",
+            "\n",
+            r#"{"_id": "a", "text": "again"}"#,
+            "\n",
+            r#"{"_id": "e", "text": "  "}"#,
+            "\n",
         );
-        let loaded = JsonlLoader.load(Path::new("c.jsonl"), "c.jsonl", data.as_bytes()).unwrap();
+        let loaded = JsonlLoader
+            .load(Path::new("c.jsonl"), "c.jsonl", data.as_bytes())
+            .unwrap();
         let ids: Vec<&str> = loaded.documents.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "7"]);
-        assert_eq!(loaded.documents[0].metadata["year"], MetaValue::Number(2020.0));
+        assert_eq!(
+            loaded.documents[0].metadata["year"],
+            MetaValue::Number(2020.0)
+        );
         let errs: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(errs[0].starts_with("c.jsonl:2: invalid JSON"), "{}", errs[0]);
-        assert!(errs[1].starts_with("c.jsonl:5: duplicate `_id` a (first on line 1)"), "{}", errs[1]);
-        assert!(errs[2].starts_with("c.jsonl:6: document e has no text"), "{}", errs[2]);
+        assert!(
+            errs[0].starts_with("c.jsonl:2: invalid JSON"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("c.jsonl:5: duplicate `_id` a (first on line 1)"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[2].starts_with("c.jsonl:6: document e has no text"),
+            "{}",
+            errs[2]
+        );
     }
 
     #[test]
     fn invalid_utf8_and_empty_files_name_the_file() {
-        let e = JsonlLoader.load(Path::new("x.jsonl"), "x", b"{\"_id\":\"1\",\xff}").unwrap_err();
+        let e = JsonlLoader
+            .load(Path::new("x.jsonl"), "x", b"{\"_id\":\"1\",\xff}")
+            .unwrap_err();
         assert_eq!(e.to_string(), "x.jsonl: invalid UTF-8 at byte 11");
-        let e = JsonlLoader.load(Path::new("y.jsonl"), "y", b"  \n").unwrap_err();
+        let e = JsonlLoader
+            .load(Path::new("y.jsonl"), "y", b"  \n")
+            .unwrap_err();
         assert_eq!(e.to_string(), "y.jsonl: empty file");
     }
 }

@@ -59,7 +59,13 @@ impl<'a> Ingestor<'a> {
             "chunker": 1,
         });
         let settings_hash = hex(&Sha256::digest(settings.to_string().as_bytes()));
-        Ingestor { index, embedder, chunking, settings_hash, batch_docs: 64 }
+        Ingestor {
+            index,
+            embedder,
+            chunking,
+            settings_hash,
+            batch_docs: 64,
+        }
     }
 
     /// Ingests files and folders. A folder is mirrored: sources previously ingested from below it
@@ -75,7 +81,13 @@ impl<'a> Ingestor<'a> {
                     files.extend(walk(p, &mut summary));
                 }
                 Ok(_) => files.push(p.clone()),
-                Err(e) => summary.errors.push(Error::Unreadable { path: p.clone(), source: e }.to_string()),
+                Err(e) => summary.errors.push(
+                    Error::Unreadable {
+                        path: p.clone(),
+                        source: e,
+                    }
+                    .to_string(),
+                ),
             }
         }
         observer.files_planned(files.len());
@@ -100,10 +112,15 @@ impl<'a> Ingestor<'a> {
         let prefix = format!("{}/", root.trim_end_matches('/'));
         match self.index.list_sources() {
             Ok(sources) => {
-                for rec in sources.iter().filter(|r| r.source.starts_with(&prefix) && !seen.contains(&r.source)) {
+                for rec in sources
+                    .iter()
+                    .filter(|r| r.source.starts_with(&prefix) && !seen.contains(&r.source))
+                {
                     match self.index.delete_source(&rec.source) {
                         Ok(n) => summary.documents_removed += n,
-                        Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
+                        Err(e) => summary
+                            .errors
+                            .push(format!("{}: removing: {e}", rec.source)),
                     }
                 }
             }
@@ -111,11 +128,25 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    fn ingest_file(&self, path: &Path, source: &str, summary: &mut Summary, observer: &dyn Observer) {
+    fn ingest_file(
+        &self,
+        path: &Path,
+        source: &str,
+        summary: &mut Summary,
+        observer: &dyn Observer,
+    ) {
         summary.files += 1;
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) => return summary.errors.push(Error::Unreadable { path: path.into(), source: e }.to_string()),
+            Err(e) => {
+                return summary.errors.push(
+                    Error::Unreadable {
+                        path: path.into(),
+                        source: e,
+                    }
+                    .to_string(),
+                )
+            }
         };
         let mut h = Sha256::new();
         h.update(self.settings_hash.as_bytes());
@@ -142,7 +173,9 @@ impl<'a> Ingestor<'a> {
             Err(e) => return summary.errors.push(e.to_string()),
         };
         let complete = loaded.errors.is_empty();
-        summary.errors.extend(loaded.errors.iter().map(|e| e.to_string()));
+        summary
+            .errors
+            .extend(loaded.errors.iter().map(|e| e.to_string()));
         let format = loaded.format.unwrap_or(TextFormat::Plain);
 
         let mut todo = Vec::new();
@@ -152,7 +185,12 @@ impl<'a> Ingestor<'a> {
             let hash = self.content_hash(&doc);
             match self.index.document_version(&doc.id) {
                 Ok(Some(v)) if v.source != source => summary.errors.push(
-                    Error::DuplicateId { path: path.into(), id: doc.id.clone(), other: v.source }.to_string(),
+                    Error::DuplicateId {
+                        path: path.into(),
+                        id: doc.id.clone(),
+                        other: v.source,
+                    }
+                    .to_string(),
                 ),
                 Ok(Some(v)) if v.content_hash == hash => {
                     summary.documents_unchanged += 1;
@@ -179,7 +217,13 @@ impl<'a> Ingestor<'a> {
                     observer.documents_done(batch.len());
                 }
                 Err(e) => {
-                    summary.errors.push(Error::Index { path: path.into(), source: e }.to_string());
+                    summary.errors.push(
+                        Error::Index {
+                            path: path.into(),
+                            source: e,
+                        }
+                        .to_string(),
+                    );
                     failed = true;
                     break;
                 }
@@ -189,11 +233,17 @@ impl<'a> Ingestor<'a> {
         let previous_ids = previous.map(|p| p.doc_ids).unwrap_or_default();
         if complete {
             // Documents that left the file leave every index.
-            let gone: Vec<String> = previous_ids.iter().filter(|id| !kept.contains(*id)).cloned().collect();
+            let gone: Vec<String> = previous_ids
+                .iter()
+                .filter(|id| !kept.contains(*id))
+                .cloned()
+                .collect();
             if !gone.is_empty() {
                 match self.index.delete_documents(&gone) {
                     Ok(n) => summary.documents_removed += n,
-                    Err(e) => summary.errors.push(format!("{source}: removing documents: {e}")),
+                    Err(e) => summary
+                        .errors
+                        .push(format!("{source}: removing documents: {e}")),
                 }
             }
         } else {
@@ -210,14 +260,27 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    fn write_batch(&self, batch: &[(Document, String, bool)], format: TextFormat) -> quarry_core::Result<usize> {
+    fn write_batch(
+        &self,
+        batch: &[(Document, String, bool)],
+        format: TextFormat,
+    ) -> quarry_core::Result<usize> {
         let chunker = Chunker::new(self.embedder, &self.chunking);
         let mut docs = Vec::with_capacity(batch.len());
         let mut texts = Vec::new();
         for (doc, hash, _) in batch {
             let chunks = chunker.chunk(doc, format);
-            texts.extend(chunks.iter().map(|c| c.contextual_text(doc.title.as_deref())));
-            docs.push(IndexedDocument { document: doc.clone(), content_hash: hash.clone(), chunks, embeddings: vec![] });
+            texts.extend(
+                chunks
+                    .iter()
+                    .map(|c| c.contextual_text(doc.title.as_deref())),
+            );
+            docs.push(IndexedDocument {
+                document: doc.clone(),
+                content_hash: hash.clone(),
+                chunks,
+                embeddings: vec![],
+            });
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut vectors = self.embedder.embed(&refs)?.into_iter();
@@ -231,8 +294,14 @@ impl<'a> Ingestor<'a> {
     }
 
     fn content_hash(&self, doc: &Document) -> String {
-        let body = serde_json::to_vec(&(&self.settings_hash, &doc.id, &doc.title, &doc.text, &doc.metadata))
-            .unwrap_or_default();
+        let body = serde_json::to_vec(&(
+            &self.settings_hash,
+            &doc.id,
+            &doc.title,
+            &doc.text,
+            &doc.metadata,
+        ))
+        .unwrap_or_default();
         hex(&Sha256::digest(&body))
     }
 }
@@ -240,20 +309,28 @@ impl<'a> Ingestor<'a> {
 /// The identifier stored for a file: its canonical path where it exists, so the same file ingested
 /// from another working directory is recognised.
 pub fn source_name(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Files below a folder in a stable order; hidden files and folders are skipped.
 fn walk(root: &Path, summary: &mut Summary) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let it = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
-        e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
-    });
+    let it = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
+        });
     for entry in it {
         match entry {
             Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
             Ok(_) => {}
-            Err(e) => summary.errors.push(format!("{}: {e}", e.path().unwrap_or(root).display())),
+            Err(e) => summary
+                .errors
+                .push(format!("{}: {e}", e.path().unwrap_or(root).display())),
         }
     }
     out
