@@ -326,7 +326,7 @@ fn walk(root: &Path, summary: &mut Summary) -> Vec<PathBuf> {
         });
     for entry in it {
         match entry {
-            Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
+            Ok(e) if e.file_type().is_file() || e.path_is_symlink() => out.push(e.into_path()),
             Ok(_) => {}
             Err(e) => summary
                 .errors
