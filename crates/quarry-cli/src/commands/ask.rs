@@ -1,0 +1,35 @@
+use std::process::ExitCode;
+use anyhow::Result;
+use quarry_core::Generator;
+use quarry_generate::ExtractiveGenerator;
+use quarry_retrieve::SearchRequest;
+
+use crate::args::QueryOpts;
+use crate::commands::search::{retriever, snippet};
+use crate::settings::{Query, Settings};
+
+pub fn run(settings: &Settings, question: &str, opts: &QueryOpts, json: bool) -> Result<ExitCode> {
+    let q = Query::from_opts(opts, &settings.config)?;
+    let (retriever, embedder) = retriever(settings)?;
+    let hits = retriever.search(&SearchRequest {
+        query: question,
+        mode: q.mode,
+        top_k: q.top_k,
+        filter: q.filter.as_ref(),
+        per_document: false,
+    })?;
+    let passages = retriever.passages(&hits)?;
+    let generator = ExtractiveGenerator::new(embedder);
+    let answer = generator.answer(question, &passages)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{}\n", answer.answer);
+        for c in &answer.citations {
+            println!("[{}] {} ({}), chars {}..{}", c.n, c.doc_id, c.source, c.start, c.end);
+            println!("    {}", snippet(&c.text, 160));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

@@ -1,0 +1,24 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::args::{Cli, Command};
+use crate::settings::Settings;
+
+mod ask;
+mod eval;
+mod ingest;
+mod search;
+mod status;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let settings = Settings::from_cli(&cli)?;
+    match cli.command {
+        Command::Ingest { paths, json } => ingest::run(&settings, &paths, json),
+        Command::Search(args) => search::run(&settings, &args),
+        Command::Ask { question, opts, json } => ask::run(&settings, &question, &opts, json),
+        Command::Status { json } => status::run(&settings, json),
+        Command::Rebuild => status::rebuild(&settings),
+        Command::Eval(cmd) => eval::run(&settings, cmd),
+    }
+}

@@ -1,0 +1,59 @@
+//! Validated settings: the config file merged with command-line overrides.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use quarry_core::{Config, Embedder, Filter};
+use quarry_index::EmbeddedIndex;
+use quarry_models::SentenceEmbedder;
+
+use crate::args::{Cli, QueryOpts};
+
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub config: Config,
+}
+
+impl Settings {
+    pub fn from_cli(cli: &Cli) -> Result<Self> {
+        let path = match &cli.config {
+            Some(p) => Some(p.clone()),
+            None => [PathBuf::from("quarry.toml"), cli.data_dir.join("quarry.toml")].into_iter().find(|p| p.is_file()),
+        };
+        let config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+                toml::from_str::<Config>(&text).with_context(|| format!("{}: invalid configuration", p.display()))?
+            }
+            None => Config::default(),
+        };
+        config.validate()?;
+        Ok(Settings { data_dir: cli.data_dir.clone(), config })
+    }
+
+    pub fn embedder(&self) -> Result<Arc<SentenceEmbedder>> {
+        Ok(Arc::new(SentenceEmbedder::from_config(&self.config.model)?))
+    }
+
+    pub fn open_index(&self, dir: &Path, embedder: Option<&dyn Embedder>) -> Result<Arc<EmbeddedIndex>> {
+        let index = EmbeddedIndex::open(dir, self.config.index.clone(), embedder.map(|e| e.model_id()))
+            .with_context(|| format!("opening the index in {}", dir.display()))?;
+        Ok(Arc::new(index))
+    }
+}
+
+pub struct Query {
+    pub mode: quarry_core::SearchMode,
+    pub top_k: usize,
+    pub filter: Option<Filter>,
+}
+
+impl Query {
+    pub fn from_opts(opts: &QueryOpts, config: &Config) -> Result<Self> {
+        let filters = opts.filters.iter().map(|f| Filter::parse(f)).collect::<Result<Vec<_>, _>>()?;
+        let top_k = opts.top_k.unwrap_or(config.retrieval.top_k);
+        anyhow::ensure!(top_k > 0, "--top-k must be positive");
+        Ok(Query { mode: opts.mode.unwrap_or(config.retrieval.mode), top_k, filter: Filter::all(filters) })
+    }
+}

@@ -1,0 +1,20 @@
+//! Measuring Quarry: BEIR-layout datasets, retrieval metrics with trec_eval's definitions
+//! (nDCG@10, Recall@10/100, MRR@10, MAP@100, P@10), TREC run files, and latency percentiles.
+//!
+//! ```no_run
+//! # fn run(retriever: &quarry_retrieve::Retriever) -> Result<(), quarry_eval::Error> {
+//! let ds = quarry_eval::BeirDataset::load("../shared/datasets/scifact".as_ref(), "test")?;
+//! let report = quarry_eval::evaluate_retrieval(&ds, retriever, quarry_core::SearchMode::Hybrid, 100, 0.0)?;
+//! println!("nDCG@10 {:.3}", report.metrics.ndcg_10);
+//! # Ok(()) }
+//! ```
+
+pub mod beir;
+pub mod error;
+pub mod metrics;
+pub mod retrieval;
+
+pub use beir::BeirDataset;
+pub use error::{Error, Result};
+pub use metrics::{evaluate, QueryMetrics, Qrels, Run};
+pub use retrieval::{evaluate_retrieval, percentile, write_trec_run, RetrievalReport, Timings};

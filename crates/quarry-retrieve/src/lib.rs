@@ -1,0 +1,20 @@
+//! Retrieval over any `quarry_core::Index`: BM25, dense and hybrid search (reciprocal rank fusion
+//! or weighted normalised scores), metadata filters passed down into the index, per-document
+//! collapsing, and turning hits into numbered passages for a generator.
+//!
+//! ```no_run
+//! # fn run(retriever: &quarry_retrieve::Retriever) -> quarry_core::Result<()> {
+//! use quarry_core::SearchMode;
+//! use quarry_retrieve::SearchRequest;
+//! let hits = retriever.search(&SearchRequest {
+//!     query: "does vitamin D prevent fractures?", mode: SearchMode::Hybrid, top_k: 10,
+//!     filter: None, per_document: true,
+//! })?;
+//! # Ok(()) }
+//! ```
+
+pub mod fusion;
+pub mod retriever;
+
+pub use fusion::{collapse_documents, rrf, weighted};
+pub use retriever::{Retriever, SearchRequest, SearchTimings};
