@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use quarry_core::SearchMode;
 
 #[derive(Debug, Parser)]
-#[command(name = "quarry", version, about = "Question answering over your documents, with citations")]
+#[command(
+    name = "quarry",
+    version,
+    about = "Question answering over your documents, with citations"
+)]
 pub struct Cli {
     /// Data directory holding the index (env QUARRY_DATA_DIR).
     #[arg(long, global = true, env = "QUARRY_DATA_DIR", default_value = ".quarry")]

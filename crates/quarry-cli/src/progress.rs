@@ -13,7 +13,11 @@ pub struct Bars {
 impl Bars {
     pub fn new() -> Self {
         let files = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        files.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        files.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
         files.set_prefix("files");
         let docs = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         docs.set_style(

@@ -19,7 +19,9 @@ impl Settings {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
         let path = match &cli.config {
             Some(p) => Some(p.clone()),
-            None => [PathBuf::from("quarry.toml"), cli.data_dir.join("quarry.toml")].into_iter().find(|p| p.is_file()),
+            None => [PathBuf::from("quarry.toml"), cli.data_dir.join("quarry.toml")]
+                .into_iter()
+                .find(|p| p.is_file()),
         };
         let config = match path {
             Some(p) => {
@@ -29,7 +31,10 @@ impl Settings {
             None => Config::default(),
         };
         config.validate()?;
-        Ok(Settings { data_dir: cli.data_dir.clone(), config })
+        Ok(Settings {
+            data_dir: cli.data_dir.clone(),
+            config,
+        })
     }
 
     pub fn embedder(&self) -> Result<Arc<SentenceEmbedder>> {
@@ -51,9 +56,17 @@ pub struct Query {
 
 impl Query {
     pub fn from_opts(opts: &QueryOpts, config: &Config) -> Result<Self> {
-        let filters = opts.filters.iter().map(|f| Filter::parse(f)).collect::<Result<Vec<_>, _>>()?;
+        let filters = opts
+            .filters
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<Result<Vec<_>, _>>()?;
         let top_k = opts.top_k.unwrap_or(config.retrieval.top_k);
         anyhow::ensure!(top_k > 0, "--top-k must be positive");
-        Ok(Query { mode: opts.mode.unwrap_or(config.retrieval.mode), top_k, filter: Filter::all(filters) })
+        Ok(Query {
+            mode: opts.mode.unwrap_or(config.retrieval.mode),
+            top_k,
+            filter: Filter::all(filters),
+        })
     }
 }

@@ -54,9 +54,7 @@ impl Filter {
             .filter_map(|op| expr.find(op).map(|p| (p, *op)))
             // leftmost operator wins; at the same position the longer one (">=" before ">")
             .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-            .ok_or_else(|| {
-                err("expected KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY=A..B")
-            })?;
+            .ok_or_else(|| err("expected KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY=A..B"))?;
         let key = expr[..pos].trim();
         let raw = expr[pos + op.len()..].trim();
         if key.is_empty() {
@@ -156,12 +154,8 @@ impl Filter {
         match self {
             Filter::Eq { key, value } => meta.get(key).is_some_and(|v| value_eq(v, value)),
             Filter::Ne { key, value } => !meta.get(key).is_some_and(|v| value_eq(v, value)),
-            Filter::In { key, values } => meta
-                .get(key)
-                .is_some_and(|v| values.iter().any(|w| value_eq(v, w))),
-            Filter::Range { key, min, max } => {
-                meta.get(key).is_some_and(|v| in_range(v, *min, *max))
-            }
+            Filter::In { key, values } => meta.get(key).is_some_and(|v| values.iter().any(|w| value_eq(v, w))),
+            Filter::Range { key, min, max } => meta.get(key).is_some_and(|v| in_range(v, *min, *max)),
             Filter::And(fs) => fs.iter().all(|f| f.matches(meta)),
         }
     }
@@ -186,12 +180,10 @@ fn value_eq(stored: &MetaValue, wanted: &MetaValue) -> bool {
         (MetaValue::List(items), _) => items.iter().any(|i| value_eq(i, wanted)),
         (MetaValue::String(a), MetaValue::String(b)) => a == b,
         (MetaValue::Bool(a), MetaValue::Bool(b)) => a == b,
-        (MetaValue::Number(_), _) | (_, MetaValue::Number(_)) => {
-            match (stored.as_f64(), wanted.as_f64()) {
-                (Some(a), Some(b)) => a == b,
-                _ => false,
-            }
-        }
+        (MetaValue::Number(_), _) | (_, MetaValue::Number(_)) => match (stored.as_f64(), wanted.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        },
         (MetaValue::String(a), MetaValue::Bool(b)) => a == if *b { "true" } else { "false" },
         _ => false,
     }
@@ -202,20 +194,8 @@ fn in_range(v: &MetaValue, min: Option<Bound>, max: Option<Bound>) -> bool {
         return items.iter().any(|i| in_range(i, min, max));
     }
     let Some(x) = v.as_f64() else { return false };
-    let above = min.is_none_or(|b| {
-        if b.inclusive {
-            x >= b.value
-        } else {
-            x > b.value
-        }
-    });
-    let below = max.is_none_or(|b| {
-        if b.inclusive {
-            x <= b.value
-        } else {
-            x < b.value
-        }
-    });
+    let above = min.is_none_or(|b| if b.inclusive { x >= b.value } else { x > b.value });
+    let below = max.is_none_or(|b| if b.inclusive { x <= b.value } else { x < b.value });
     above && below
 }
 
@@ -224,10 +204,7 @@ mod tests {
     use super::*;
 
     fn meta(pairs: &[(&str, MetaValue)]) -> Metadata {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
     #[test]

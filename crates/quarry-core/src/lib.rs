@@ -30,6 +30,4 @@ pub use error::{Error, Result};
 pub use filter::Filter;
 pub use generator::{Answer, Citation, Generator, Passage};
 pub use hit::{Hit, SearchMode};
-pub use index::{
-    DocumentVersion, Index, IndexStats, IndexedDocument, SourceRecord, StoredChunk, StoredDocument,
-};
+pub use index::{DocumentVersion, Index, IndexStats, IndexedDocument, SourceRecord, StoredChunk, StoredDocument};

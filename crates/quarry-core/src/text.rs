@@ -26,10 +26,7 @@ impl CharOffsets {
 
 /// The substring between two character offsets (end exclusive), clamped to the text.
 pub fn char_slice(text: &str, start: usize, end: usize) -> &str {
-    let mut idx = text
-        .char_indices()
-        .map(|(b, _)| b)
-        .chain(std::iter::once(text.len()));
+    let mut idx = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len()));
     let s = idx.nth(start).unwrap_or(text.len());
     let e = if end > start {
         idx.nth(end - start - 1).unwrap_or(text.len())

@@ -25,7 +25,10 @@ struct QueryLine {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Unreadable { path: path.to_path_buf(), source: e })
+    std::fs::read_to_string(path).map_err(|e| Error::Unreadable {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 impl BeirDataset {
@@ -36,7 +39,10 @@ impl BeirDataset {
     pub fn load(dir: &Path, split: &str) -> Result<Self> {
         let corpus = dir.join("corpus.jsonl");
         if !corpus.is_file() {
-            return Err(Error::Dataset { path: dir.to_path_buf(), message: "no corpus.jsonl: not a BEIR dataset folder".into() });
+            return Err(Error::Dataset {
+                path: dir.to_path_buf(),
+                message: "no corpus.jsonl: not a BEIR dataset folder".into(),
+            });
         }
         let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
         let qrels = load_qrels(&qrels_path)?;
@@ -71,8 +77,18 @@ impl BeirDataset {
                 message: format!("{} judged queries have no text, e.g. {}", missing.len(), missing[0]),
             });
         }
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("dataset").to_string();
-        Ok(BeirDataset { dir: dir.to_path_buf(), name, split: split.to_string(), queries, qrels })
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("dataset")
+            .to_string();
+        Ok(BeirDataset {
+            dir: dir.to_path_buf(),
+            name,
+            split: split.to_string(),
+            queries,
+            qrels,
+        })
     }
 }
 
@@ -104,7 +120,10 @@ pub fn load_qrels(path: &Path) -> Result<Qrels> {
         qrels.entry(q.to_string()).or_default().insert(d.to_string(), grade);
     }
     if qrels.is_empty() {
-        return Err(Error::Dataset { path: path.to_path_buf(), message: "no judgements".into() });
+        return Err(Error::Dataset {
+            path: path.to_path_buf(),
+            message: "no judgements".into(),
+        });
     }
     Ok(qrels)
 }
@@ -119,15 +138,32 @@ mod tests {
         let d = tmp.path();
         std::fs::create_dir_all(d.join("qrels")).unwrap();
         std::fs::write(d.join("corpus.jsonl"), "{\"_id\":\"1\",\"text\":\"x\"}\n").unwrap();
-        std::fs::write(d.join("queries.jsonl"), "{\"_id\":\"q1\",\"text\":\"one\"}\n{\"_id\":2,\"text\":\"two\"}\n{\"_id\":\"q3\",\"text\":\"unjudged\"}\n").unwrap();
-        std::fs::write(d.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\t1\t1\n2\t1\t2\n").unwrap();
+        std::fs::write(
+            d.join("queries.jsonl"),
+            "{\"_id\":\"q1\",\"text\":\"one\"}\n{\"_id\":2,\"text\":\"two\"}\n{\"_id\":\"q3\",\"text\":\"unjudged\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("qrels/test.tsv"),
+            "query-id\tcorpus-id\tscore\nq1\t1\t1\n2\t1\t2\n",
+        )
+        .unwrap();
         let ds = BeirDataset::load(d, "test").unwrap();
-        assert_eq!(ds.queries, vec![("2".to_string(), "two".to_string()), ("q1".to_string(), "one".to_string())]);
+        assert_eq!(
+            ds.queries,
+            vec![
+                ("2".to_string(), "two".to_string()),
+                ("q1".to_string(), "one".to_string())
+            ]
+        );
         assert_eq!(ds.qrels["2"]["1"], 2);
 
         std::fs::write(d.join("qrels/bad.tsv"), "q1\t1\t1\nq1\t1\n").unwrap();
         let e = BeirDataset::load(d, "bad").err().unwrap().to_string();
-        assert!(e.ends_with("bad.tsv:2: expected 3 tab-separated columns, found 2"), "{e}");
+        assert!(
+            e.ends_with("bad.tsv:2: expected 3 tab-separated columns, found 2"),
+            "{e}"
+        );
         let e = BeirDataset::load(d, "nosuch").err().unwrap().to_string();
         assert!(e.contains("nosuch.tsv: cannot read"), "{e}");
     }

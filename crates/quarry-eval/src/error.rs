@@ -7,7 +7,11 @@ pub enum Error {
     #[error("{}: cannot read: {source}", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: {message}", path.display())]
-    Malformed { path: PathBuf, line: usize, message: String },
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Dataset { path: PathBuf, message: String },
     #[error(transparent)]

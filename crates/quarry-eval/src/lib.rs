@@ -16,5 +16,5 @@ pub mod retrieval;
 
 pub use beir::BeirDataset;
 pub use error::{Error, Result};
-pub use metrics::{evaluate, QueryMetrics, Qrels, Run};
+pub use metrics::{evaluate, Qrels, QueryMetrics, Run};
 pub use retrieval::{evaluate_retrieval, percentile, write_trec_run, RetrievalReport, Timings};

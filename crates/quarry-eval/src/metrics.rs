@@ -42,7 +42,14 @@ impl QueryMetrics {
     }
 
     fn scale(&mut self, f: f64) {
-        for m in [&mut self.ndcg_10, &mut self.recall_10, &mut self.recall_100, &mut self.mrr_10, &mut self.map_100, &mut self.p_10] {
+        for m in [
+            &mut self.ndcg_10,
+            &mut self.recall_10,
+            &mut self.recall_100,
+            &mut self.mrr_10,
+            &mut self.map_100,
+            &mut self.p_10,
+        ] {
             *m *= f;
         }
     }
@@ -64,7 +71,12 @@ pub fn ndcg_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> f64 
         .sum();
     let mut ideal: Vec<i32> = judged.values().copied().filter(|g| *g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| *g as f64 / (i as f64 + 2.0).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| *g as f64 / (i as f64 + 2.0).log2())
+        .sum();
     if idcg > 0.0 {
         dcg / idcg
     } else {
@@ -89,7 +101,11 @@ pub fn precision_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) ->
 }
 
 pub fn mrr_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> f64 {
-    ranked.iter().take(k).position(|d| relevant(judged, d)).map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
+    ranked
+        .iter()
+        .take(k)
+        .position(|d| relevant(judged, d))
+        .map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
 }
 
 pub fn map_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> f64 {
@@ -148,7 +164,10 @@ mod tests {
     }
 
     fn results(ids: &[&str]) -> Vec<(String, f32)> {
-        ids.iter().enumerate().map(|(i, d)| (d.to_string(), 100.0 - i as f32)).collect()
+        ids.iter()
+            .enumerate()
+            .map(|(i, d)| (d.to_string(), 100.0 - i as f32))
+            .collect()
     }
 
     /// Worked by hand: relevant a (grade 2), c (grade 1), z (grade 1, never retrieved).

@@ -44,10 +44,20 @@ pub fn evaluate_retrieval(
     let mut latencies = Vec::with_capacity(ds.queries.len());
     for (qid, text) in &ds.queries {
         let start = Instant::now();
-        let hits = retriever.search(&SearchRequest { query: text, mode, top_k: depth + 1, filter: None, per_document: true })?;
+        let hits = retriever.search(&SearchRequest {
+            query: text,
+            mode,
+            top_k: depth + 1,
+            filter: None,
+            per_document: true,
+        })?;
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
-        let docs: Vec<(String, f32)> =
-            hits.into_iter().filter(|h| &h.doc_id != qid).take(depth).map(|h| (h.doc_id, h.score)).collect();
+        let docs: Vec<(String, f32)> = hits
+            .into_iter()
+            .filter(|h| &h.doc_id != qid)
+            .take(depth)
+            .map(|h| (h.doc_id, h.score))
+            .collect();
         run.insert(qid.clone(), docs);
     }
     let (_, metrics) = evaluate(&run, &ds.qrels);
@@ -108,6 +118,9 @@ mod tests {
         run.insert("q1".into(), vec![("b".into(), 0.5), ("a".into(), 0.9)]);
         let mut out = Vec::new();
         write_trec_run(&run, "quarry", &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "q1 Q0 a 1 0.9 quarry\nq1 Q0 b 2 0.5 quarry\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "q1 Q0 a 1 0.9 quarry\nq1 Q0 b 2 0.5 quarry\n"
+        );
     }
 }

@@ -30,7 +30,12 @@ struct Candidate<'a> {
 
 impl ExtractiveGenerator {
     pub fn new(embedder: Arc<dyn Embedder>) -> Self {
-        ExtractiveGenerator { embedder, max_sentences: 3, max_passages: 5, relative_threshold: 0.8 }
+        ExtractiveGenerator {
+            embedder,
+            max_sentences: 3,
+            max_passages: 5,
+            relative_threshold: 0.8,
+        }
     }
 
     fn candidates<'a>(&self, passages: &'a [Passage]) -> Vec<Candidate<'a>> {
@@ -70,7 +75,9 @@ fn overlap(question: &HashSet<String>, sentence: &str) -> f32 {
 }
 
 fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.unicode_words().filter(|w| w.chars().count() > 2).map(str::to_lowercase)
+    text.unicode_words()
+        .filter(|w| w.chars().count() > 2)
+        .map(str::to_lowercase)
 }
 
 impl Generator for ExtractiveGenerator {
@@ -81,7 +88,10 @@ impl Generator for ExtractiveGenerator {
     fn answer(&self, question: &str, passages: &[Passage]) -> Result<Answer> {
         let mut cands = self.candidates(passages);
         if cands.is_empty() {
-            return Ok(Answer { answer: "The indexed documents contain nothing that answers this.".into(), citations: vec![] });
+            return Ok(Answer {
+                answer: "The indexed documents contain nothing that answers this.".into(),
+                citations: vec![],
+            });
         }
         let q = self.embedder.embed_query(question)?;
         let texts: Vec<&str> = cands.iter().map(|c| c.text).collect();
@@ -145,7 +155,15 @@ mod tests {
                 id: n as u64 * 100,
                 source: format!("doc{n}.txt"),
                 title: None,
-                chunk: Chunk { doc_id: format!("doc{n}"), ord: 0, text, start: start_char, end: end_char, section: vec![], tokens: 0 },
+                chunk: Chunk {
+                    doc_id: format!("doc{n}"),
+                    ord: 0,
+                    text,
+                    start: start_char,
+                    end: end_char,
+                    section: vec![],
+                    tokens: 0,
+                },
             },
         }
     }
@@ -153,18 +171,30 @@ mod tests {
     #[test]
     fn cites_exact_sentence_spans_in_the_source_document() {
         let doc1 = "Préface. Scurvy is caused by a lack of vitamin C in the diet. Sailors ate limes to prevent it.";
-        let doc2 = "Unrelated: the tides follow the moon. Vitamin C deficiency causes scurvy within weeks of poor diet.";
+        let doc2 =
+            "Unrelated: the tides follow the moon. Vitamin C deficiency causes scurvy within weeks of poor diet.";
         // The first passage starts after "Préface. " (9 chars, one of them multi-byte).
-        let p = [passage(1, doc1, 9, doc1.chars().count()), passage(2, doc2, 0, doc2.chars().count())];
+        let p = [
+            passage(1, doc1, 9, doc1.chars().count()),
+            passage(2, doc2, 0, doc2.chars().count()),
+        ];
         let g = ExtractiveGenerator::new(Arc::new(HashEmbedder::new(256)));
         let a = g.answer("What causes scurvy? Lack of vitamin C?", &p).unwrap();
         assert!(!a.citations.is_empty());
         for c in &a.citations {
             let doc = if c.doc_id == "doc1" { doc1 } else { doc2 };
-            assert_eq!(char_slice(doc, c.start, c.end), c.text, "offsets map back to the document");
+            assert_eq!(
+                char_slice(doc, c.start, c.end),
+                c.text,
+                "offsets map back to the document"
+            );
             assert!(a.answer.contains(&format!("{} [{}]", c.text, c.n)));
         }
-        assert!(a.answer.contains("Scurvy is caused by a lack of vitamin C"), "{}", a.answer);
+        assert!(
+            a.answer.contains("Scurvy is caused by a lack of vitamin C"),
+            "{}",
+            a.answer
+        );
         assert!(!a.answer.contains("tides"), "{}", a.answer);
     }
 

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
-};
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
@@ -29,8 +27,7 @@ pub struct Bm25 {
 }
 
 fn analyzer() -> TextAnalyzer {
-    let stop = StopWordFilter::new(Language::English)
-        .unwrap_or_else(|| StopWordFilter::remove(Vec::<String>::new()));
+    let stop = StopWordFilter::new(Language::English).unwrap_or_else(|| StopWordFilter::remove(Vec::<String>::new()));
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
@@ -50,18 +47,12 @@ fn schema() -> (Schema, Field, Field) {
     let mut b = Schema::builder();
     let chunk_id = b.add_u64_field(
         "chunk_id",
-        NumericOptions::default()
-            .set_indexed()
-            .set_fast()
-            .set_stored(),
+        NumericOptions::default().set_indexed().set_fast().set_stored(),
     );
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(ANALYZER)
         .set_index_option(IndexRecordOption::WithFreqs);
-    let text = b.add_text_field(
-        "text",
-        TextOptions::default().set_indexing_options(indexing),
-    );
+    let text = b.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
     (b.build(), chunk_id, text)
 }
 
@@ -112,8 +103,7 @@ impl Bm25 {
     }
 
     pub fn remove(&mut self, chunk_id: u64) {
-        self.writer
-            .delete_term(Term::from_field_u64(self.chunk_id, chunk_id));
+        self.writer.delete_term(Term::from_field_u64(self.chunk_id, chunk_id));
     }
 
     pub fn clear(&mut self) -> Result<()> {
@@ -135,17 +125,8 @@ impl Bm25 {
     }
 
     /// Top `k` chunks for `query` among those `allow` accepts.
-    pub fn search(
-        &self,
-        query: &str,
-        k: usize,
-        allow: Option<Arc<HashSet<u64>>>,
-    ) -> Result<Vec<(u64, f32)>> {
-        let mut analyzer = self
-            .index
-            .tokenizers()
-            .get(ANALYZER)
-            .unwrap_or_else(analyzer);
+    pub fn search(&self, query: &str, k: usize, allow: Option<Arc<HashSet<u64>>>) -> Result<Vec<(u64, f32)>> {
+        let mut analyzer = self.index.tokenizers().get(ANALYZER).unwrap_or_else(analyzer);
         let mut stream = analyzer.token_stream(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         while let Some(tok) = stream.next() {

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use quarry_core::{
-    DocumentVersion, Filter, Hit, Index, IndexConfig, IndexStats, IndexedDocument, Metadata,
-    SourceRecord, StoredChunk, StoredDocument,
+    DocumentVersion, Filter, Hit, Index, IndexConfig, IndexStats, IndexedDocument, Metadata, SourceRecord, StoredChunk,
+    StoredDocument,
 };
 
 use crate::bm25::Bm25;
@@ -166,10 +166,8 @@ impl EmbeddedIndex {
         let mut hnsw: Option<Hnsw> = None;
         self.store.for_each_chunk(|chunk, vector_| {
             if lexical {
-                st.bm25.add(
-                    chunk.id,
-                    &chunk.chunk.contextual_text(chunk.title.as_deref()),
-                )?;
+                st.bm25
+                    .add(chunk.id, &chunk.chunk.contextual_text(chunk.title.as_deref()))?;
             }
             if vector {
                 hnsw.get_or_insert_with(|| Hnsw::new(vector_.len(), self.params()))
@@ -238,9 +236,7 @@ impl EmbeddedIndex {
         }
         for (id, text, vector) in &delta.added {
             st.bm25.add(*id, text)?;
-            let h = st
-                .hnsw
-                .get_or_insert_with(|| Hnsw::new(vector.len(), self.params()));
+            let h = st.hnsw.get_or_insert_with(|| Hnsw::new(vector.len(), self.params()));
             h.insert(*id, vector);
         }
         for (doc_id, metadata, chunks) in docs {
@@ -259,11 +255,7 @@ impl EmbeddedIndex {
         st.bm25.commit(generation)?;
         st.hnsw_saved = false;
         // Tombstones slow the graph down; past a third of the nodes, rebuild it from the store.
-        if st
-            .hnsw
-            .as_ref()
-            .is_some_and(|h| h.deleted_fraction() > 0.33)
-        {
+        if st.hnsw.as_ref().is_some_and(|h| h.deleted_fraction() > 0.33) {
             self.rebuild_locked(st, false, true)?;
         }
         Ok(())
@@ -355,20 +347,11 @@ impl Index for EmbeddedIndex {
     }
 
     fn delete_source(&self, source: &str) -> quarry_core::Result<usize> {
-        let ids = self
-            .store
-            .source(source)?
-            .map(|r| r.doc_ids)
-            .unwrap_or_default();
+        let ids = self.store.source(source)?.map(|r| r.doc_ids).unwrap_or_default();
         Ok(self.delete_inner(&ids, Some(source))?)
     }
 
-    fn lexical_search(
-        &self,
-        query: &str,
-        filter: Option<&Filter>,
-        k: usize,
-    ) -> quarry_core::Result<Vec<Hit>> {
+    fn lexical_search(&self, query: &str, filter: Option<&Filter>, k: usize) -> quarry_core::Result<Vec<Hit>> {
         let st = self.state.read().map_err(|_| self.poisoned())?;
         let scored = match filter {
             None => st.bm25.search(query, k, None)?,
@@ -383,12 +366,7 @@ impl Index for EmbeddedIndex {
         Ok(Self::hits(&st, scored))
     }
 
-    fn vector_search(
-        &self,
-        query: &[f32],
-        filter: Option<&Filter>,
-        k: usize,
-    ) -> quarry_core::Result<Vec<Hit>> {
+    fn vector_search(&self, query: &[f32], filter: Option<&Filter>, k: usize) -> quarry_core::Result<Vec<Hit>> {
         let st = self.state.read().map_err(|_| self.poisoned())?;
         let Some(h) = &st.hnsw else { return Ok(vec![]) };
         if query.len() != h.dim() {

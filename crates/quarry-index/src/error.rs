@@ -5,10 +5,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("store {}: {message}", path.display())]
     Store { path: PathBuf, message: String },
     #[error("lexical index {}: {message}", path.display())]
@@ -19,9 +16,7 @@ pub enum Error {
         key: String,
         message: String,
     },
-    #[error(
-        "embedding dimension mismatch: the index holds {expected}-dimensional vectors, got {got}"
-    )]
+    #[error("embedding dimension mismatch: the index holds {expected}-dimensional vectors, got {got}")]
     DimensionMismatch { expected: usize, got: usize },
     #[error("the index was built with model {stored}; this run uses {current}. Rebuild it with that model, or use another data directory")]
     ModelMismatch { stored: String, current: String },
@@ -38,9 +33,7 @@ pub enum Error {
 impl From<Error> for quarry_core::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::DimensionMismatch { expected, got } => {
-                quarry_core::Error::DimensionMismatch { expected, got }
-            }
+            Error::DimensionMismatch { expected, got } => quarry_core::Error::DimensionMismatch { expected, got },
             other => quarry_core::Error::backend(other),
         }
     }

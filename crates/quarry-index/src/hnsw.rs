@@ -85,9 +85,7 @@ impl Hnsw {
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.node_of
-            .get(&id)
-            .is_some_and(|&n| !self.deleted[n as usize])
+        self.node_of.get(&id).is_some_and(|&n| !self.deleted[n as usize])
     }
 
     fn vec(&self, node: u32) -> &[f32] {
@@ -264,13 +262,7 @@ impl Hnsw {
     }
 
     /// The `k` best live vectors for which `filter(id)` holds, with their dot-product scores.
-    pub fn search(
-        &self,
-        q: &[f32],
-        k: usize,
-        ef: usize,
-        filter: &dyn Fn(u64) -> bool,
-    ) -> Vec<(u64, f32)> {
+    pub fn search(&self, q: &[f32], k: usize, ef: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         let Some(mut ep) = self.entry else {
             return vec![];
         };
@@ -310,9 +302,7 @@ impl Hnsw {
         }
         let mut out: Vec<Scored> = heap.into_iter().map(|r| r.0).collect();
         out.sort_by(|a, b| b.cmp(a));
-        out.into_iter()
-            .map(|s| (self.ids[s.1 as usize], s.0))
-            .collect()
+        out.into_iter().map(|s| (self.ids[s.1 as usize], s.0)).collect()
     }
 
     /// Tombstones a vector; it stays in the graph as a waypoint but is never returned.
@@ -441,11 +431,7 @@ impl Hnsw {
                 h.node_of.insert(id, node as u32);
             }
         }
-        h.entry = if entry == u64::MAX {
-            None
-        } else {
-            Some(entry as u32)
-        };
+        h.entry = if entry == u64::MAX { None } else { Some(entry as u32) };
         if h.entry.is_some_and(|e| e as usize >= n) {
             return Err(bad("corrupt HNSW entry point"));
         }
@@ -458,9 +444,7 @@ mod tests {
     use super::*;
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut v: Vec<f32> = (0..dim)
             .map(|_| {
                 s ^= s << 13;
@@ -497,11 +481,7 @@ mod tests {
         for qi in 0..queries {
             let q = unit(1_000_000 + qi, dim);
             let exact: Vec<u64> = h.exact(&q, 10, 0..n).into_iter().map(|x| x.0).collect();
-            let approx: Vec<u64> = h
-                .search(&q, 10, 64, &|_| true)
-                .into_iter()
-                .map(|x| x.0)
-                .collect();
+            let approx: Vec<u64> = h.search(&q, 10, 64, &|_| true).into_iter().map(|x| x.0).collect();
             hits += approx.iter().filter(|id| exact.contains(id)).count();
         }
         let recall = hits as f64 / (queries * 10) as f64;
@@ -519,17 +499,10 @@ mod tests {
         let q = unit(42_000, dim);
         let even = |id: u64| id % 2 == 0;
         let got = h.search(&q, 20, 128, &even);
-        assert_eq!(
-            got.len(),
-            20,
-            "top-k of the matching set, not top-k then dropped"
-        );
+        assert_eq!(got.len(), 20, "top-k of the matching set, not top-k then dropped");
         assert!(got.iter().all(|(id, _)| id % 2 == 0 && id % 10 != 0));
         let exact = h.exact(&q, 20, (0..n).filter(|i| even(*i)));
-        let overlap = got
-            .iter()
-            .filter(|g| exact.iter().any(|e| e.0 == g.0))
-            .count();
+        let overlap = got.iter().filter(|g| exact.iter().any(|e| e.0 == g.0)).count();
         assert!(overlap >= 18, "filtered recall {overlap}/20");
         assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "sorted by score");
     }
@@ -544,10 +517,7 @@ mod tests {
         assert_eq!(tag, 77);
         assert_eq!(back.len(), 499);
         let q = unit(9999, 8);
-        assert_eq!(
-            back.search(&q, 5, 50, &|_| true),
-            h.search(&q, 5, 50, &|_| true)
-        );
+        assert_eq!(back.search(&q, 5, 50, &|_| true), h.search(&q, 5, 50, &|_| true));
         assert!(Hnsw::read_from(&mut &buf[..buf.len() / 2]).is_err());
         assert!(Hnsw::read_from(&mut &b"garbage!garbage!"[..]).is_err());
     }

@@ -70,7 +70,8 @@ impl Store {
                 .map(|v| v.value().to_string());
             match version.as_deref() {
                 None => {
-                    meta.insert("format_version", FORMAT_VERSION).map_err(|e| store.err(e))?;
+                    meta.insert("format_version", FORMAT_VERSION)
+                        .map_err(|e| store.err(e))?;
                 }
                 Some(FORMAT_VERSION) => {}
                 Some(other) => {
@@ -103,16 +104,11 @@ impl Store {
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(META).map_err(|e| self.err(e))?;
-        Ok(t.get(key)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.value().to_string()))
+        Ok(t.get(key).map_err(|e| self.err(e))?.map(|v| v.value().to_string()))
     }
 
     pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .meta("generation")?
-            .and_then(|g| g.parse().ok())
-            .unwrap_or(0))
+        Ok(self.meta("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0))
     }
 
     /// Inserts or replaces documents in one transaction. The first write fixes the model and the
@@ -126,9 +122,7 @@ impl Store {
             let mut ct = txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
             let mut vt = txn.open_table(VECTORS).map_err(|e| self.err(e))?;
             let get = |t: &redb::Table<&str, &str>, k: &str| -> Result<Option<String>> {
-                Ok(t.get(k)
-                    .map_err(|e| self.err(e))?
-                    .map(|v| v.value().to_string()))
+                Ok(t.get(k).map_err(|e| self.err(e))?.map(|v| v.value().to_string()))
             };
             let mut dim: Option<usize> = get(&meta, "dimension")?.and_then(|d| d.parse().ok());
             if let (Some(current), Some(stored)) = (model_id, get(&meta, "model_id")?) {
@@ -139,9 +133,7 @@ impl Store {
                     });
                 }
             }
-            let mut next: u64 = get(&meta, "next_chunk_id")?
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(1);
+            let mut next: u64 = get(&meta, "next_chunk_id")?.and_then(|d| d.parse().ok()).unwrap_or(1);
             for d in docs {
                 if d.chunks.len() != d.embeddings.len() {
                     return Err(Error::EmbeddingCount {
@@ -153,10 +145,7 @@ impl Store {
                 for v in &d.embeddings {
                     match dim {
                         Some(expected) if expected != v.len() => {
-                            return Err(Error::DimensionMismatch {
-                                expected,
-                                got: v.len(),
-                            })
+                            return Err(Error::DimensionMismatch { expected, got: v.len() })
                         }
                         None => dim = Some(v.len()),
                         _ => {}
@@ -167,8 +156,8 @@ impl Store {
                     .map_err(|e| self.err(e))?
                     .map(|v| v.value().to_vec());
                 if let Some(old) = old {
-                    let old: StoredDocument = serde_json::from_slice(&old)
-                        .map_err(|e| self.corrupt(&d.document.id, e))?;
+                    let old: StoredDocument =
+                        serde_json::from_slice(&old).map_err(|e| self.corrupt(&d.document.id, e))?;
                     for id in old.chunk_ids {
                         ct.remove(id).map_err(|e| self.err(e))?;
                         vt.remove(id).map_err(|e| self.err(e))?;
@@ -187,13 +176,10 @@ impl Store {
                     };
                     let json = serde_json::to_vec(&sc).map_err(|e| self.err(e))?;
                     ct.insert(id, json.as_slice()).map_err(|e| self.err(e))?;
-                    vt.insert(id, encode_vec(vector).as_slice())
-                        .map_err(|e| self.err(e))?;
-                    delta.added.push((
-                        id,
-                        chunk.contextual_text(d.document.title.as_deref()),
-                        vector.clone(),
-                    ));
+                    vt.insert(id, encode_vec(vector).as_slice()).map_err(|e| self.err(e))?;
+                    delta
+                        .added
+                        .push((id, chunk.contextual_text(d.document.title.as_deref()), vector.clone()));
                     chunk_ids.push(id);
                 }
                 let doc = StoredDocument {
@@ -249,8 +235,7 @@ impl Store {
                     .map_err(|e| self.err(e))?
                     .map(|v| v.value().to_vec());
                 if let Some(old) = old {
-                    let old: StoredDocument =
-                        serde_json::from_slice(&old).map_err(|e| self.corrupt(id, e))?;
+                    let old: StoredDocument = serde_json::from_slice(&old).map_err(|e| self.corrupt(id, e))?;
                     for c in old.chunk_ids {
                         ct.remove(c).map_err(|e| self.err(e))?;
                         vt.remove(c).map_err(|e| self.err(e))?;
@@ -336,18 +321,15 @@ impl Store {
     }
 
     /// Visits every chunk with its vector, in chunk-id order (for rebuilding derived indexes).
-    pub fn for_each_chunk(
-        &self,
-        mut f: impl FnMut(StoredChunk, Vec<f32>) -> Result<()>,
-    ) -> Result<()> {
+    pub fn for_each_chunk(&self, mut f: impl FnMut(StoredChunk, Vec<f32>) -> Result<()>) -> Result<()> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let ct = txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
         let vt = txn.open_table(VECTORS).map_err(|e| self.err(e))?;
         for row in ct.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let id = k.value();
-            let chunk: StoredChunk = serde_json::from_slice(v.value())
-                .map_err(|e| self.corrupt(format!("chunk {id}"), e))?;
+            let chunk: StoredChunk =
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(format!("chunk {id}"), e))?;
             let vector = vt
                 .get(id)
                 .map_err(|e| self.err(e))?

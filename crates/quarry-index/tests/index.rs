@@ -28,14 +28,8 @@ fn ingest(index: &EmbeddedIndex, paths: &[&Path]) -> Summary {
 /// The store, BM25 and HNSW agree: same chunk count everywhere.
 fn assert_consistent(index: &EmbeddedIndex) {
     let s = index.stats().unwrap();
-    assert_eq!(
-        s.lexical_entries, s.chunks,
-        "BM25 agrees with the store: {s:?}"
-    );
-    assert_eq!(
-        s.vector_entries, s.chunks,
-        "HNSW agrees with the store: {s:?}"
-    );
+    assert_eq!(s.lexical_entries, s.chunks, "BM25 agrees with the store: {s:?}");
+    assert_eq!(s.vector_entries, s.chunks, "HNSW agrees with the store: {s:?}");
 }
 
 fn lexical_docs(index: &EmbeddedIndex, q: &str) -> Vec<String> {
@@ -88,11 +82,7 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
     assert_eq!(index.stats().unwrap().chunks, chunks_before);
 
     // A changed file replaces its chunks everywhere; a record removed from a JSONL file goes.
-    std::fs::write(
-        corpus.join("b.txt"),
-        "Blueberries are blue and grow on shrubs.",
-    )
-    .unwrap();
+    std::fs::write(corpus.join("b.txt"), "Blueberries are blue and grow on shrubs.").unwrap();
     std::fs::write(
         corpus.join("c.jsonl"),
         "{\"_id\":\"c1\",\"title\":\"Cherries\",\"text\":\"Cherries are small stone fruit.\"}\n",
@@ -100,11 +90,7 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
     .unwrap();
     let s = ingest(&index, &[&corpus]);
     assert_eq!(
-        (
-            s.documents_updated,
-            s.documents_unchanged,
-            s.documents_removed
-        ),
+        (s.documents_updated, s.documents_unchanged, s.documents_removed),
         (1, 2, 1),
         "{s:?}"
     );
@@ -115,20 +101,14 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
     assert!(lexical_docs(&index, "dates palms").is_empty());
     assert_eq!(
         lexical_docs(&index, "blueberries"),
-        vec![corpus
-            .join("b.txt")
-            .canonicalize()
-            .unwrap()
-            .display()
-            .to_string()]
+        vec![corpus.join("b.txt").canonicalize().unwrap().display().to_string()]
     );
     let v = embedder()
         .embed_query("Bananas are yellow and grow in tropical climates.")
         .unwrap();
     let top = index.vector_search(&v, None, 10).unwrap();
     assert!(
-        top.iter()
-            .all(|h| index.chunk(h.chunk_id).unwrap().is_some()),
+        top.iter().all(|h| index.chunk(h.chunk_id).unwrap().is_some()),
         "no orphan vectors"
     );
     assert!(index.document("c2").unwrap().is_none());
@@ -163,25 +143,15 @@ fn bad_input_is_reported_by_file_and_the_rest_continues() {
         "{\"_id\":\"r1\",\"text\":\"okapi\"}\n{oops}\n{\"_id\":\"r2\",\"text\":\"giraffe\"}\n",
     )
     .unwrap();
-    std::os::unix::fs::symlink(
-        tmp.path().join("missing-target"),
-        corpus.join("dangling.txt"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("missing-target"), corpus.join("dangling.txt")).unwrap();
     std::fs::write(corpus.join("image.png"), b"\x89PNG\r\n").unwrap();
     let index = open(&tmp.path().join("data"));
     let s = ingest(&index, &[&corpus]);
     let errors = s.errors.join("\n");
     assert_eq!(s.errors.len(), 4, "{errors}");
     assert!(errors.contains("empty.txt: empty file"), "{errors}");
-    assert!(
-        errors.contains("latin1.txt: invalid UTF-8 at byte 3"),
-        "{errors}"
-    );
-    assert!(
-        errors.contains("recs.jsonl:2: invalid JSON record"),
-        "{errors}"
-    );
+    assert!(errors.contains("latin1.txt: invalid UTF-8 at byte 3"), "{errors}");
+    assert!(errors.contains("recs.jsonl:2: invalid JSON record"), "{errors}");
     assert!(errors.contains("dangling.txt: cannot read"), "{errors}");
     assert_eq!(s.skipped.len(), 1, "the PNG is skipped, not an error");
     assert_eq!(s.documents_added, 3, "good.txt, r1 and r2");
@@ -196,10 +166,7 @@ fn bad_input_is_reported_by_file_and_the_rest_continues() {
     // A file that turns bad keeps what it contributed before.
     std::fs::write(corpus.join("good.txt"), b"\xff\xfe").unwrap();
     let s = ingest(&index, &[&corpus]);
-    assert!(s
-        .errors
-        .iter()
-        .any(|e| e.contains("good.txt: invalid UTF-8")));
+    assert!(s.errors.iter().any(|e| e.contains("good.txt: invalid UTF-8")));
     assert_eq!(lexical_docs(&index, "zebras").len(), 1);
     assert_consistent(&index);
 }
@@ -245,11 +212,7 @@ fn filters_apply_inside_lexical_and_vector_search() {
         let lex = index.lexical_search(q, Some(&f), k).unwrap();
         let vec = index.vector_search(&qv, Some(&f), k).unwrap();
         for hits in [&lex, &vec] {
-            assert_eq!(
-                hits.len(),
-                k.min(matching),
-                "{expr}: top-k of the matching set"
-            );
+            assert_eq!(hits.len(), k.min(matching), "{expr}: top-k of the matching set");
             assert!(
                 hits.iter().all(|h| doc_ok(&h.doc_id)),
                 "{expr}: only matching documents"
@@ -303,16 +266,8 @@ fn stale_or_missing_derived_indexes_are_rebuilt_from_the_store() {
     assert_eq!(index.stats().unwrap().chunks, 300);
     let after = index.lexical_search("item42 rivers", None, 3).unwrap();
     assert_eq!(after[0].doc_id, "d42");
-    let scores = |h: &[quarry_core::Hit]| {
-        h.iter()
-            .map(|h| (h.score * 1e4).round() as i64)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        scores(&after),
-        scores(&before),
-        "same BM25 scores after the rebuild"
-    );
+    let scores = |h: &[quarry_core::Hit]| h.iter().map(|h| (h.score * 1e4).round() as i64).collect::<Vec<_>>();
+    assert_eq!(scores(&after), scores(&before), "same BM25 scores after the rebuild");
     // A truncated graph file is detected, not trusted.
     drop(index);
     let f = std::fs::OpenOptions::new()
@@ -336,9 +291,6 @@ fn a_store_built_with_another_model_is_refused() {
         .to_string();
     assert!(err.contains("built with model hash-64"), "{err}");
     let idx = open(&data);
-    let err = idx
-        .vector_search(&[0.0; 3], None, 5)
-        .unwrap_err()
-        .to_string();
+    let err = idx.vector_search(&[0.0; 3], None, 5).unwrap_err().to_string();
     assert!(err.contains("dimension mismatch"), "{err}");
 }

@@ -75,12 +75,7 @@ impl<'a> Chunker<'a> {
     }
 
     /// Chunks of one section as (byte start, byte end, tokens).
-    fn split_section(
-        &self,
-        text: &str,
-        s: &Section,
-        format: TextFormat,
-    ) -> Vec<(usize, usize, usize)> {
+    fn split_section(&self, text: &str, s: &Section, format: TextFormat) -> Vec<(usize, usize, usize)> {
         let (start, end) = trim_range(text, s.start, s.end);
         if start >= end {
             return vec![];
@@ -94,14 +89,7 @@ impl<'a> Chunker<'a> {
     }
 
     /// Splits [start, end) into pieces of at most `max_tokens`, at the coarsest level that works.
-    fn pieces(
-        &self,
-        text: &str,
-        start: usize,
-        end: usize,
-        level: usize,
-        format: TextFormat,
-    ) -> Vec<Piece> {
+    fn pieces(&self, text: &str, start: usize, end: usize, level: usize, format: TextFormat) -> Vec<Piece> {
         let ranges = match level {
             0 => paragraphs(text, start, end, format),
             1 => sentences(text, start, end),
@@ -142,14 +130,10 @@ impl<'a> Chunker<'a> {
                 j += 1;
             }
             // Verify with the real tokenizer; shrink until it fits (a single piece always fits).
-            let mut counted = self
-                .counter
-                .count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
+            let mut counted = self.counter.count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
             while counted > self.max_tokens && j > i + 1 {
                 j -= 1;
-                counted = self
-                    .counter
-                    .count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
+                counted = self.counter.count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
             }
             out.push((pieces[i].start, pieces[j - 1].end, counted));
             if j >= pieces.len() {
@@ -213,11 +197,7 @@ fn atx_heading(line: &str) -> Option<(usize, String)> {
         return None;
     }
     let rest = &line[level..];
-    if !(rest.is_empty()
-        || rest.starts_with(' ')
-        || rest.starts_with('\t')
-        || rest.starts_with('\n'))
-    {
+    if !(rest.is_empty() || rest.starts_with(' ') || rest.starts_with('\t') || rest.starts_with('\n')) {
         return None;
     }
     let title = rest.trim().trim_end_matches('#').trim().to_string();
@@ -305,8 +285,7 @@ mod tests {
     struct WordCounter;
     impl TokenCounter for WordCounter {
         fn count_tokens(&self, text: &str) -> usize {
-            text.split_whitespace().count()
-                + text.chars().filter(|c| c.is_ascii_punctuation()).count()
+            text.split_whitespace().count() + text.chars().filter(|c| c.is_ascii_punctuation()).count()
         }
     }
 
@@ -363,11 +342,7 @@ mod tests {
             assert!(w[1].start > w[0].start, "chunks advance");
         }
         for ch in &chunks {
-            assert!(
-                ch.text.starts_with("Sentence"),
-                "starts at a sentence: {:?}",
-                ch.text
-            );
+            assert!(ch.text.starts_with("Sentence"), "starts at a sentence: {:?}", ch.text);
         }
     }
 

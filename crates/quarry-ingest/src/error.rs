@@ -6,10 +6,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: cannot read: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{}: invalid UTF-8 at byte {offset}", path.display())]
     InvalidUtf8 { path: PathBuf, offset: usize },
     #[error("{}: empty file", path.display())]
@@ -23,16 +20,9 @@ pub enum Error {
     #[error("{}: unsupported file type", path.display())]
     Unsupported { path: PathBuf },
     #[error("{}: document id `{id}` is already used by {other}", path.display())]
-    DuplicateId {
-        path: PathBuf,
-        id: String,
-        other: String,
-    },
+    DuplicateId { path: PathBuf, id: String, other: String },
     #[error("{}: {source}", path.display())]
-    Index {
-        path: PathBuf,
-        source: quarry_core::Error,
-    },
+    Index { path: PathBuf, source: quarry_core::Error },
 }
 
 impl From<Error> for quarry_core::Error {

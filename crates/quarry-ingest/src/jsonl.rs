@@ -74,18 +74,14 @@ impl Loader for JsonlLoader {
                     .push(bad(format!("duplicate `_id` {id} (first on line {first})")));
                 continue;
             }
-            if rec.text.trim().is_empty()
-                && rec.title.as_deref().is_none_or(|t| t.trim().is_empty())
-            {
+            if rec.text.trim().is_empty() && rec.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
                 out.errors.push(bad(format!("document {id} has no text")));
                 continue;
             }
             seen.insert(id.clone(), line_no);
-            let metadata = rec.metadata.map(|m| {
-                m.into_iter()
-                    .filter_map(|(k, v)| Some((k, meta_value(v)?)))
-                    .collect()
-            });
+            let metadata = rec
+                .metadata
+                .map(|m| m.into_iter().filter_map(|(k, v)| Some((k, meta_value(v)?))).collect());
             out.documents.push(Document {
                 id,
                 source: source.to_string(),
@@ -105,9 +101,7 @@ fn meta_value(v: serde_json::Value) -> Option<MetaValue> {
         Value::Bool(b) => Some(MetaValue::Bool(b)),
         Value::Number(n) => n.as_f64().map(MetaValue::Number),
         Value::String(s) => Some(MetaValue::String(s)),
-        Value::Array(items) => Some(MetaValue::List(
-            items.into_iter().filter_map(meta_value).collect(),
-        )),
+        Value::Array(items) => Some(MetaValue::List(items.into_iter().filter_map(meta_value).collect())),
         Value::Null | Value::Object(_) => None,
     }
 }
@@ -135,27 +129,16 @@ mod tests {
             .unwrap();
         let ids: Vec<&str> = loaded.documents.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "7"]);
-        assert_eq!(
-            loaded.documents[0].metadata["year"],
-            MetaValue::Number(2020.0)
-        );
+        assert_eq!(loaded.documents[0].metadata["year"], MetaValue::Number(2020.0));
         let errs: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(
-            errs[0].starts_with("c.jsonl:2: invalid JSON"),
-            "{}",
-            errs[0]
-        );
+        assert!(errs[0].starts_with("c.jsonl:2: invalid JSON"), "{}", errs[0]);
         assert!(
             errs[1].starts_with("c.jsonl:5: duplicate `_id` a (first on line 1)"),
             "{}",
             errs[1]
         );
-        assert!(
-            errs[2].starts_with("c.jsonl:6: document e has no text"),
-            "{}",
-            errs[2]
-        );
+        assert!(errs[2].starts_with("c.jsonl:6: document e has no text"), "{}", errs[2]);
     }
 
     #[test]
@@ -164,9 +147,7 @@ mod tests {
             .load(Path::new("x.jsonl"), "x", b"{\"_id\":\"1\",\xff}")
             .unwrap_err();
         assert_eq!(e.to_string(), "x.jsonl: invalid UTF-8 at byte 11");
-        let e = JsonlLoader
-            .load(Path::new("y.jsonl"), "y", b"  \n")
-            .unwrap_err();
+        let e = JsonlLoader.load(Path::new("y.jsonl"), "y", b"  \n").unwrap_err();
         assert_eq!(e.to_string(), "y.jsonl: empty file");
     }
 }

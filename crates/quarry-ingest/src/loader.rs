@@ -24,17 +24,15 @@ pub trait Loader: Send + Sync {
 
 /// Chooses a loader for a file, or `None` for a format Quarry does not read.
 pub fn detect(path: &Path, bytes: &[u8]) -> Option<&'static dyn Loader> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("jsonl" | "ndjson") => Some(&crate::jsonl::JsonlLoader),
         Some("md" | "markdown" | "mdown") => Some(&crate::text::TextLoader::MARKDOWN),
         Some("txt" | "text" | "rst") => Some(&crate::text::TextLoader::PLAIN),
         // No or unknown extension: accept text that sniffs as text (no NUL in the first 8 KiB).
-        None => (!bytes[..bytes.len().min(8192)].contains(&0))
-            .then_some(&crate::text::TextLoader::PLAIN as &dyn Loader),
+        None => {
+            (!bytes[..bytes.len().min(8192)].contains(&0)).then_some(&crate::text::TextLoader::PLAIN as &dyn Loader)
+        }
         _ => None,
     }
 }

@@ -118,9 +118,7 @@ impl<'a> Ingestor<'a> {
                 {
                     match self.index.delete_source(&rec.source) {
                         Ok(n) => summary.documents_removed += n,
-                        Err(e) => summary
-                            .errors
-                            .push(format!("{}: removing: {e}", rec.source)),
+                        Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
                     }
                 }
             }
@@ -128,13 +126,7 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    fn ingest_file(
-        &self,
-        path: &Path,
-        source: &str,
-        summary: &mut Summary,
-        observer: &dyn Observer,
-    ) {
+    fn ingest_file(&self, path: &Path, source: &str, summary: &mut Summary, observer: &dyn Observer) {
         summary.files += 1;
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -173,9 +165,7 @@ impl<'a> Ingestor<'a> {
             Err(e) => return summary.errors.push(e.to_string()),
         };
         let complete = loaded.errors.is_empty();
-        summary
-            .errors
-            .extend(loaded.errors.iter().map(|e| e.to_string()));
+        summary.errors.extend(loaded.errors.iter().map(|e| e.to_string()));
         let format = loaded.format.unwrap_or(TextFormat::Plain);
 
         let mut todo = Vec::new();
@@ -233,17 +223,11 @@ impl<'a> Ingestor<'a> {
         let previous_ids = previous.map(|p| p.doc_ids).unwrap_or_default();
         if complete {
             // Documents that left the file leave every index.
-            let gone: Vec<String> = previous_ids
-                .iter()
-                .filter(|id| !kept.contains(*id))
-                .cloned()
-                .collect();
+            let gone: Vec<String> = previous_ids.iter().filter(|id| !kept.contains(*id)).cloned().collect();
             if !gone.is_empty() {
                 match self.index.delete_documents(&gone) {
                     Ok(n) => summary.documents_removed += n,
-                    Err(e) => summary
-                        .errors
-                        .push(format!("{source}: removing documents: {e}")),
+                    Err(e) => summary.errors.push(format!("{source}: removing documents: {e}")),
                 }
             }
         } else {
@@ -260,21 +244,13 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    fn write_batch(
-        &self,
-        batch: &[(Document, String, bool)],
-        format: TextFormat,
-    ) -> quarry_core::Result<usize> {
+    fn write_batch(&self, batch: &[(Document, String, bool)], format: TextFormat) -> quarry_core::Result<usize> {
         let chunker = Chunker::new(self.embedder, &self.chunking);
         let mut docs = Vec::with_capacity(batch.len());
         let mut texts = Vec::new();
         for (doc, hash, _) in batch {
             let chunks = chunker.chunk(doc, format);
-            texts.extend(
-                chunks
-                    .iter()
-                    .map(|c| c.contextual_text(doc.title.as_deref())),
-            );
+            texts.extend(chunks.iter().map(|c| c.contextual_text(doc.title.as_deref())));
             docs.push(IndexedDocument {
                 document: doc.clone(),
                 content_hash: hash.clone(),
@@ -294,14 +270,8 @@ impl<'a> Ingestor<'a> {
     }
 
     fn content_hash(&self, doc: &Document) -> String {
-        let body = serde_json::to_vec(&(
-            &self.settings_hash,
-            &doc.id,
-            &doc.title,
-            &doc.text,
-            &doc.metadata,
-        ))
-        .unwrap_or_default();
+        let body = serde_json::to_vec(&(&self.settings_hash, &doc.id, &doc.title, &doc.text, &doc.metadata))
+            .unwrap_or_default();
         hex(&Sha256::digest(&body))
     }
 }
@@ -321,9 +291,7 @@ fn walk(root: &Path, summary: &mut Summary) -> Vec<PathBuf> {
     let it = walkdir::WalkDir::new(root)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
-        });
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.')));
     for entry in it {
         match entry {
             Ok(e) if e.file_type().is_file() || e.path_is_symlink() => out.push(e.into_path()),

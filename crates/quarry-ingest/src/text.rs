@@ -31,11 +31,7 @@ impl Loader for TextLoader {
 
     fn load(&self, path: &Path, source: &str, bytes: &[u8]) -> Result<Loaded, Error> {
         let text = utf8(path, bytes)?;
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or(source)
-            .to_string();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(source).to_string();
         let title = match self.format {
             // The first top-level heading names a Markdown document; otherwise the file name does.
             TextFormat::Markdown => markdown_sections(text)
@@ -48,10 +44,7 @@ impl Loader for TextLoader {
         let mut metadata = Metadata::new();
         metadata.insert("format".into(), MetaValue::String(self.name().into()));
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            metadata.insert(
-                "extension".into(),
-                MetaValue::String(ext.to_ascii_lowercase()),
-            );
+            metadata.insert("extension".into(), MetaValue::String(ext.to_ascii_lowercase()));
         }
         Ok(Loaded {
             documents: vec![Document {

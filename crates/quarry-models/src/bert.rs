@@ -1,11 +1,16 @@
-//! A BERT encoder (the architecture of MiniLM and most sentence-transformers models) on candle.
-//!
-//! Q, K and V are fused into one matrix multiply; padding is masked with an additive bias so a
-//! batch padded to its longest text gives the same vectors as each text alone.
+//! A BERT encoder (the architecture of MiniLM and most sentence-transformers models), written for
+//! CPU inference over *packed* batches: the tokens of all texts in a batch are stacked into one
+//! matrix with no padding, so the linear layers run as single large matrix multiplies and
+//! attention runs per text on exactly its own tokens. Nothing is computed for padding, and a text
+//! gets the same vector alone or in any batch.
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::kernels::{add_bias, add_layer_norm, gelu, layer_norm, matmul, matmul_bt, softmax_rows, View};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
@@ -35,135 +40,297 @@ fn default_act() -> String {
     "gelu".into()
 }
 
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
-    attn_ln: LayerNorm,
-    inter: Linear,
-    out: Linear,
-    out_ln: LayerNorm,
+    /// Q, K and V projections stacked: [3H, H], so one multiply produces all three.
+    qkv_w: Vec<f32>,
+    qkv_b: Vec<f32>,
+    attn_out_w: Vec<f32>,
+    attn_out_b: Vec<f32>,
+    attn_norm: Norm,
+    inter_w: Vec<f32>,
+    inter_b: Vec<f32>,
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    out_norm: Norm,
 }
 
 pub struct Bert {
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    emb_ln: LayerNorm,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type0: Vec<f32>,
+    emb_norm: Norm,
     layers: Vec<Layer>,
-    heads: usize,
-    head_dim: usize,
     hidden: usize,
+    heads: usize,
+    intermediate: usize,
+    eps: f32,
+    vocab: usize,
     pub max_positions: usize,
 }
 
-impl Bert {
-    pub fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
-        // Checkpoints saved from `BertModel` have no prefix; from `BertForX`, a `bert.` prefix.
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
-            vb
-        } else {
-            vb.pp("bert")
+/// Reads named f32 tensors from a safetensors buffer, checking shapes.
+struct Weights<'a> {
+    st: SafeTensors<'a>,
+    prefix: &'static str,
+    path: &'a Path,
+}
+
+impl Weights<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let full = format!("{}{name}", self.prefix);
+        let bad = |message: String| Error::Invalid {
+            path: self.path.to_path_buf(),
+            message,
         };
-        let h = cfg.hidden_size;
-        let e = vb.pp("embeddings");
-        let word = embedding(cfg.vocab_size, h, e.pp("word_embeddings"))?;
-        let position = embedding(cfg.max_position_embeddings, h, e.pp("position_embeddings"))?;
-        let token_type = embedding(cfg.type_vocab_size, h, e.pp("token_type_embeddings"))?;
-        let emb_ln = layer_norm(h, cfg.layer_norm_eps, e.pp("LayerNorm"))?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let l = vb.pp(format!("encoder.layer.{i}"));
-            let a = l.pp("attention.self");
-            let (q, k, v) = (
-                linear(h, h, a.pp("query"))?,
-                linear(h, h, a.pp("key"))?,
-                linear(h, h, a.pp("value"))?,
-            );
-            let w = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
-            let b = Tensor::cat(&[bias(&q)?, bias(&k)?, bias(&v)?], 0)?;
-            layers.push(Layer {
-                qkv: Linear::new(w, Some(b)),
-                attn_out: linear(h, h, l.pp("attention.output.dense"))?,
-                attn_ln: layer_norm(h, cfg.layer_norm_eps, l.pp("attention.output.LayerNorm"))?,
-                inter: linear(h, cfg.intermediate_size, l.pp("intermediate.dense"))?,
-                out: linear(cfg.intermediate_size, h, l.pp("output.dense"))?,
-                out_ln: layer_norm(h, cfg.layer_norm_eps, l.pp("output.LayerNorm"))?,
+        let t = self.st.tensor(&full).map_err(|e| bad(format!("tensor {full}: {e}")))?;
+        if t.shape() != shape {
+            return Err(bad(format!(
+                "tensor {full} has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
+        }
+        match t.dtype() {
+            Dtype::F32 => Ok(t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()),
+            Dtype::F16 => Ok(t
+                .data()
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect()),
+            Dtype::BF16 => Ok(t
+                .data()
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect()),
+            other => Err(bad(format!("tensor {full} has unsupported dtype {other:?}"))),
+        }
+    }
+
+    fn norm(&self, name: &str, h: usize) -> Result<Norm> {
+        Ok(Norm {
+            gamma: self.get(&format!("{name}.weight"), &[h])?,
+            beta: self.get(&format!("{name}.bias"), &[h])?,
+        })
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if frac == 0 => sign,
+        0 => {
+            // Subnormal: normalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = frac;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((f & 0x3ff) << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+impl Bert {
+    pub fn load(weights: &[u8], path: &Path, cfg: &BertConfig) -> Result<Self> {
+        let st = SafeTensors::deserialize(weights).map_err(|e| Error::Invalid {
+            path: path.to_path_buf(),
+            message: format!("not a safetensors file: {e}"),
+        })?;
+        // Checkpoints saved from `BertModel` have no prefix; from `BertForX`, a `bert.` prefix.
+        let prefix = if st.names().iter().any(|n| *n == "embeddings.word_embeddings.weight") {
+            ""
+        } else {
+            "bert."
+        };
+        let w = Weights { st, prefix, path };
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+            return Err(Error::Invalid {
+                path: path.to_path_buf(),
+                message: "hidden_size is not a multiple of the head count".into(),
             });
         }
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            let mut qkv_w = Vec::with_capacity(3 * h * h);
+            let mut qkv_b = Vec::with_capacity(3 * h);
+            for part in ["query", "key", "value"] {
+                qkv_w.extend(w.get(&format!("{p}.attention.self.{part}.weight"), &[h, h])?);
+                qkv_b.extend(w.get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
+            }
+            layers.push(Layer {
+                qkv_w,
+                qkv_b,
+                attn_out_w: w.get(&format!("{p}.attention.output.dense.weight"), &[h, h])?,
+                attn_out_b: w.get(&format!("{p}.attention.output.dense.bias"), &[h])?,
+                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                inter_w: w.get(&format!("{p}.intermediate.dense.weight"), &[i, h])?,
+                inter_b: w.get(&format!("{p}.intermediate.dense.bias"), &[i])?,
+                out_w: w.get(&format!("{p}.output.dense.weight"), &[h, i])?,
+                out_b: w.get(&format!("{p}.output.dense.bias"), &[h])?,
+                out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        let token_type = w.get("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
         Ok(Bert {
-            word,
-            position,
-            token_type,
-            emb_ln,
+            word: w.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            position: w.get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, h],
+            )?,
+            token_type0: token_type[..h].to_vec(),
+            emb_norm: w.norm("embeddings.LayerNorm", h)?,
             layers,
-            heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
             hidden: h,
+            heads: cfg.num_attention_heads,
+            intermediate: i,
+            eps: cfg.layer_norm_eps as f32,
+            vocab: cfg.vocab_size,
             max_positions: cfg.max_position_embeddings,
         })
     }
 
-    /// `ids` and `mask` are [batch, len] (u32); returns hidden states [batch, len, hidden].
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let device = ids.device();
-        let positions = Tensor::arange(0u32, l as u32, device)?.unsqueeze(0)?;
-        let types = Tensor::zeros((b, l), DType::U32, device)?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?;
-        let mut x = self
-            .emb_ln
-            .forward(&x.add(&self.token_type.forward(&types)?)?)?;
-        // 0 for tokens, -inf-ish for padding, broadcast over heads and query positions.
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?;
-            let split = |i: usize| -> candle_core::Result<Tensor> {
-                qkv.narrow(2, i * self.hidden, self.hidden)?
-                    .reshape((b, l, self.heads, self.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, l, self.hidden))?;
-            x = layer
-                .attn_ln
-                .forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
-            let h = layer.inter.forward(&x)?.gelu_erf()?;
-            x = layer.out_ln.forward(&(layer.out.forward(&h)? + &x)?)?;
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Mean-pooled, L2-normalised embeddings of a batch of token-id sequences (each already with
+    /// its special tokens and at most `max_positions` long). Runs on the calling thread.
+    pub fn embed_batch(&self, seqs: &[&[u32]]) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let mut x = vec![0f32; total * h];
+        let mut row = 0;
+        for s in seqs {
+            for (pos, &id) in s.iter().enumerate() {
+                let id = (id as usize).min(self.vocab - 1);
+                let pos = pos.min(self.max_positions - 1);
+                let dst = &mut x[row * h..(row + 1) * h];
+                let (wv, pv) = (&self.word[id * h..(id + 1) * h], &self.position[pos * h..(pos + 1) * h]);
+                for j in 0..h {
+                    dst[j] = wv[j] + pv[j] + self.token_type0[j];
+                }
+                row += 1;
+            }
         }
-        Ok(x)
+        layer_norm(&mut x, &self.emb_norm.gamma, &self.emb_norm.beta, self.eps);
+
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let mut qkv = vec![0f32; total * 3 * h];
+        let mut ctx = vec![0f32; total * h];
+        let mut tmp = vec![0f32; total * h];
+        let mut inter = vec![0f32; total * self.intermediate];
+        let max_len = lens.iter().copied().max().unwrap_or(0);
+        let mut scores = vec![0f32; max_len * max_len];
+        for layer in &self.layers {
+            matmul_bt(
+                View::new(&x, total, h, h),
+                View::new(&layer.qkv_w, 3 * h, h, h),
+                &mut qkv,
+                3 * h,
+                1.0,
+            );
+            add_bias(&mut qkv, &layer.qkv_b);
+            self.attention(&qkv, &lens, &mut ctx, &mut scores);
+            matmul_bt(
+                View::new(&ctx, total, h, h),
+                View::new(&layer.attn_out_w, h, h, h),
+                &mut tmp,
+                h,
+                1.0,
+            );
+            add_bias(&mut tmp, &layer.attn_out_b);
+            add_layer_norm(&mut tmp, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, self.eps);
+            std::mem::swap(&mut x, &mut tmp);
+            let i = self.intermediate;
+            matmul_bt(
+                View::new(&x, total, h, h),
+                View::new(&layer.inter_w, i, h, h),
+                &mut inter,
+                i,
+                1.0,
+            );
+            add_bias(&mut inter, &layer.inter_b);
+            gelu(&mut inter);
+            matmul_bt(
+                View::new(&inter, total, i, i),
+                View::new(&layer.out_w, h, i, i),
+                &mut tmp,
+                h,
+                1.0,
+            );
+            add_bias(&mut tmp, &layer.out_b);
+            add_layer_norm(&mut tmp, &x, &layer.out_norm.gamma, &layer.out_norm.beta, self.eps);
+            std::mem::swap(&mut x, &mut tmp);
+        }
+
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for &len in &lens {
+            let mut v = vec![0f32; h];
+            for r in start..start + len {
+                for (a, b) in v.iter_mut().zip(&x[r * h..(r + 1) * h]) {
+                    *a += b;
+                }
+            }
+            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|a| *a /= norm);
+            out.push(v);
+            start += len;
+        }
+        out
+    }
+
+    /// Self-attention of each sequence over its own tokens, all heads; writes [total, H] into `ctx`.
+    fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32], scores: &mut [f32]) {
+        let h = self.hidden;
+        let hd = h / self.heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut start = 0;
+        for &len in lens {
+            let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+            let s = &mut scores[..len * len];
+            for head in 0..self.heads {
+                let q = View::new(&rows[head * hd..], len, hd, 3 * h);
+                let k = View::new(&rows[h + head * hd..], len, hd, 3 * h);
+                let v = View::new(&rows[2 * h + head * hd..], len, hd, 3 * h);
+                matmul_bt(q, k, s, len, scale);
+                softmax_rows(s, len);
+                let dst = &mut ctx[start * h + head * hd..];
+                matmul(View::new(s, len, len, len), v, dst, h);
+            }
+            start += len;
+        }
     }
 }
 
-fn bias(l: &Linear) -> candle_core::Result<Tensor> {
-    l.bias()
-        .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("attention projection without bias".into()))
-}
-
-/// Mean of the token states where `mask` is 1, then L2-normalised: [batch, hidden].
-pub fn mean_pool_normalize(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-    let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-    let mean = summed.broadcast_div(&counts)?;
-    let norm = mean
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12, f64::MAX)?;
-    mean.broadcast_div(&norm)
-}
-
-pub fn cpu() -> Device {
-    Device::Cpu
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn f16_conversion() {
+        for (bits, want) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x0000, 0.0),
+            (0x3555, 0.333_251_95),
+            (0x0001, 5.960_464_5e-8),
+        ] {
+            assert_eq!(super::f16_to_f32(bits), want, "{bits:#x}");
+        }
+    }
 }

@@ -5,26 +5,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("model `{name}` not found; looked in: {}. Run scripts/setup.sh to fetch it, or set model.embedder to a model directory", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    NotFound {
-        name: String,
-        searched: Vec<PathBuf>,
-    },
+    NotFound { name: String, searched: Vec<PathBuf> },
     #[error("{}: missing {file} (a model directory needs config.json, model.safetensors and tokenizer.json)", dir.display())]
     MissingFile { dir: PathBuf, file: &'static str },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error("{}: cannot read: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("tokenizer {}: {message}", path.display())]
     Tokenizer { path: PathBuf, message: String },
-    #[error("model {model}: inference failed: {source}")]
-    Inference {
-        model: String,
-        source: candle_core::Error,
-    },
 }
 
 impl From<Error> for quarry_core::Error {

@@ -20,9 +20,9 @@ impl HashEmbedder {
         let mut v = vec![0f32; self.dim];
         for w in words(text) {
             // FNV-1a: stable across runs and platforms.
-            let h = w.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100000001b3)
-            });
+            let h = w
+                .bytes()
+                .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
             let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
             v[(h % self.dim as u64) as usize] += sign;
         }
@@ -72,11 +72,7 @@ mod tests {
     fn similar_texts_are_closer_and_vectors_are_unit() {
         let e = HashEmbedder::new(64);
         let v = e
-            .embed(&[
-                "red apple pie",
-                "apple pie recipe",
-                "quantum chromodynamics",
-            ])
+            .embed(&["red apple pie", "apple pie recipe", "quantum chromodynamics"])
             .unwrap();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-5);

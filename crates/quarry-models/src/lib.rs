@@ -1,5 +1,5 @@
 //! Model implementations behind `quarry-core`'s traits: the sentence embedder (BERT-family
-//! safetensors + tokenizer.json, run with candle), where models are found on disk, and a
+//! safetensors + tokenizer.json, run by Quarry's own packed-batch encoder), where models are found on disk, and a
 //! deterministic hashing embedder for tests.
 //!
 //! Models are loaded from a directory, Quarry's cache (filled by `scripts/setup.sh`) or a
@@ -16,6 +16,7 @@
 pub mod bert;
 pub mod error;
 pub mod hashing;
+pub mod kernels;
 pub mod resolve;
 pub mod sentence;
 

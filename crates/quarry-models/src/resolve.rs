@@ -95,18 +95,12 @@ mod tests {
         let explicit = tmp.path().join("my-model");
         std::fs::create_dir_all(&explicit).unwrap();
         std::fs::write(explicit.join("config.json"), "{}").unwrap();
-        assert_eq!(
-            resolve_model_dir(explicit.to_str().unwrap(), None).unwrap(),
-            explicit
-        );
+        assert_eq!(resolve_model_dir(explicit.to_str().unwrap(), None).unwrap(), explicit);
 
         let cache = tmp.path().join("models");
         std::fs::create_dir_all(cache.join("mini")).unwrap();
         std::fs::write(cache.join("mini/config.json"), "{}").unwrap();
-        assert_eq!(
-            resolve_model_dir("org/mini", Some(&cache)).unwrap(),
-            cache.join("mini")
-        );
+        assert_eq!(resolve_model_dir("org/mini", Some(&cache)).unwrap(), cache.join("mini"));
 
         let hub = tmp.path().join("models--org--other");
         std::fs::create_dir_all(hub.join("snapshots/abc")).unwrap();

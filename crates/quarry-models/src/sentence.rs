@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
-use candle_nn::VarBuilder;
 use quarry_core::{Embedder, ModelConfig, TokenCounter};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
-use crate::bert::{cpu, mean_pool_normalize, Bert, BertConfig};
+use crate::bert::{Bert, BertConfig};
 use crate::error::{Error, Result};
 use crate::resolve::resolve_model_dir;
 
@@ -22,7 +21,6 @@ pub struct SentenceEmbedder {
     max_len: usize,
     batch_size: usize,
     sep_id: u32,
-    pad_id: u32,
 }
 
 impl SentenceEmbedder {
@@ -56,11 +54,10 @@ impl SentenceEmbedder {
                 source: e,
             })
         };
-        let cfg: BertConfig =
-            serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Invalid {
-                path: config_path.clone(),
-                message: format!("not a BERT config: {e}"),
-            })?;
+        let cfg: BertConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Invalid {
+            path: config_path.clone(),
+            message: format!("not a BERT config: {e}"),
+        })?;
         if cfg.model_type.as_deref().is_some_and(|t| t != "bert") {
             return Err(Error::Invalid {
                 path: config_path,
@@ -72,39 +69,27 @@ impl SentenceEmbedder {
         }
         let weights = read(&weights_path)?;
         let digest = hex(&Sha256::digest(&weights)[..6]);
-        let vb =
-            VarBuilder::from_buffered_safetensors(weights, DType::F32, &cpu()).map_err(|e| {
-                Error::Invalid {
-                    path: weights_path.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-        let bert = Bert::load(vb, &cfg).map_err(|e| Error::Invalid {
-            path: weights_path,
+        let bert = Bert::load(&weights, &weights_path, &cfg)?;
+        drop(weights);
+
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
+            path: tokenizer_path.clone(),
             message: e.to_string(),
         })?;
-
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
-                path: tokenizer_path.clone(),
-                message: e.to_string(),
-            })?;
         // The shipped tokenizer.json may pad/truncate to a fixed length; we pad per batch and
         // truncate ourselves, like sentence-transformers.
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer {
-                path: tokenizer_path.clone(),
-                message: e.to_string(),
-            })?;
+        tokenizer.with_truncation(None).map_err(|e| Error::Tokenizer {
+            path: tokenizer_path.clone(),
+            message: e.to_string(),
+        })?;
         let id = |t: &str| {
             tokenizer.token_to_id(t).ok_or_else(|| Error::Tokenizer {
                 path: tokenizer_path.clone(),
                 message: format!("no {t} token"),
             })
         };
-        let (sep_id, pad_id) = (id("[SEP]")?, id("[PAD]").unwrap_or(0));
+        let sep_id = id("[SEP]")?;
 
         // sentence-transformers' own limit (sentence_bert_config.json) caps the configured one.
         let st_limit = std::fs::read(dir.join("sentence_bert_config.json"))
@@ -123,7 +108,6 @@ impl SentenceEmbedder {
             max_len,
             batch_size: batch_size.max(1),
             sep_id,
-            pad_id,
         })
     }
 
@@ -151,23 +135,6 @@ impl SentenceEmbedder {
                 ids
             })
             .collect())
-    }
-
-    fn run_batch(&self, batch: &[&Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * len);
-        let mut mask = Vec::with_capacity(batch.len() * len);
-        for seq in batch {
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(self.pad_id, len - seq.len()));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - seq.len()));
-        }
-        let device = cpu();
-        let ids = Tensor::from_vec(ids, (batch.len(), len), &device)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), len), &device)?;
-        let hidden = self.bert.forward(&ids, &mask)?;
-        mean_pool_normalize(&hidden, &mask)?.to_vec2()
     }
 }
 
@@ -198,13 +165,18 @@ impl Embedder for SentenceEmbedder {
         // Longest first, so each batch pads to a length close to all of its members.
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        // Batches run in parallel, one per core, each on one thread: no synchronisation inside a
+        // forward pass, and the packed batches waste nothing on padding.
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let results: Vec<Vec<Vec<f32>>> = batches
+            .par_iter()
+            .map(|group| {
+                let seqs: Vec<&[u32]> = group.iter().map(|&i| ids[i].as_slice()).collect();
+                self.bert.embed_batch(&seqs)
+            })
+            .collect();
         let mut out = vec![Vec::new(); ids.len()];
-        for group in order.chunks(self.batch_size) {
-            let batch: Vec<&Vec<u32>> = group.iter().map(|&i| &ids[i]).collect();
-            let vectors = self.run_batch(&batch).map_err(|e| Error::Inference {
-                model: self.model_id.clone(),
-                source: e,
-            })?;
+        for (group, vectors) in batches.iter().zip(results) {
             for (&i, v) in group.iter().zip(vectors) {
                 out[i] = v;
             }

@@ -27,8 +27,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn matches_sentence_transformers_and_batching_does_not_change_vectors() {
-    let reference: Reference = serde_json::from_str(include_str!("data/minilm_reference.json"))
-        .expect("reference file parses");
+    let reference: Reference =
+        serde_json::from_str(include_str!("data/minilm_reference.json")).expect("reference file parses");
     let model = load();
     assert_eq!(model.dimension(), 384);
     assert_eq!(model.max_tokens(), 256);
@@ -40,10 +40,7 @@ fn matches_sentence_transformers_and_batching_does_not_change_vectors() {
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
         let single = model.embed(&[texts[i]]).unwrap().remove(0);
-        assert!(
-            cosine(&single, got) > 0.99999,
-            "batch != single for text {i}"
-        );
+        assert!(cosine(&single, got) > 0.99999, "batch != single for text {i}");
     }
     // The long text really was truncated (it has well over 256 word pieces).
     assert!(model.count_tokens(texts[texts.len() - 1]) > 256);

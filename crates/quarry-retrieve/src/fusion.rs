@@ -6,8 +6,14 @@ use std::collections::HashMap;
 use quarry_core::Hit;
 
 fn finish(scores: HashMap<u64, (f32, String)>) -> Vec<Hit> {
-    let mut out: Vec<Hit> =
-        scores.into_iter().map(|(chunk_id, (score, doc_id))| Hit { chunk_id, doc_id, score }).collect();
+    let mut out: Vec<Hit> = scores
+        .into_iter()
+        .map(|(chunk_id, (score, doc_id))| Hit {
+            chunk_id,
+            doc_id,
+            score,
+        })
+        .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
     out
 }
@@ -29,7 +35,9 @@ pub fn rrf(lists: &[&[Hit]], k: f32) -> Vec<Hit> {
 pub fn weighted(bm25: &[Hit], dense: &[Hit], w: f32) -> Vec<Hit> {
     let mut scores: HashMap<u64, (f32, String)> = HashMap::new();
     for (list, weight) in [(bm25, 1.0 - w), (dense, w)] {
-        let (lo, hi) = list.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h.score), hi.max(h.score)));
+        let (lo, hi) = list.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| {
+            (lo.min(h.score), hi.max(h.score))
+        });
         for h in list {
             let norm = if hi > lo { (h.score - lo) / (hi - lo) } else { 1.0 };
             let e = scores.entry(h.chunk_id).or_insert((0.0, h.doc_id.clone()));
@@ -51,7 +59,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn hit(id: u64, score: f32) -> Hit {
-        Hit { chunk_id: id, doc_id: format!("d{}", id / 10), score }
+        Hit {
+            chunk_id: id,
+            doc_id: format!("d{}", id / 10),
+            score,
+        }
     }
 
     #[test]

@@ -62,7 +62,11 @@ impl Retriever {
             let s = Instant::now();
             let hits = self.index.lexical_search(req.query, req.filter, depth)?;
             t.lexical_ms = ms(s);
-            Ok(if req.per_document { collapse_documents(hits) } else { hits })
+            Ok(if req.per_document {
+                collapse_documents(hits)
+            } else {
+                hits
+            })
         };
         let dense = |t: &mut SearchTimings| -> Result<Vec<Hit>> {
             let s = Instant::now();
@@ -71,7 +75,11 @@ impl Retriever {
             let s = Instant::now();
             let hits = self.index.vector_search(&v, req.filter, depth)?;
             t.vector_ms = ms(s);
-            Ok(if req.per_document { collapse_documents(hits) } else { hits })
+            Ok(if req.per_document {
+                collapse_documents(hits)
+            } else {
+                hits
+            })
         };
         let mut hits = match req.mode {
             SearchMode::Bm25 => lexical(&mut t)?,
@@ -96,7 +104,11 @@ impl Retriever {
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
             if let Some(chunk) = self.index.chunk(h.chunk_id)? {
-                out.push(Passage { n: out.len() + 1, chunk, score: h.score });
+                out.push(Passage {
+                    n: out.len() + 1,
+                    chunk,
+                    score: h.score,
+                });
             }
         }
         Ok(out)

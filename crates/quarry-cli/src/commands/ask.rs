@@ -1,8 +1,8 @@
-use std::process::ExitCode;
 use anyhow::Result;
 use quarry_core::Generator;
 use quarry_generate::ExtractiveGenerator;
 use quarry_retrieve::SearchRequest;
+use std::process::ExitCode;
 
 use crate::args::QueryOpts;
 use crate::commands::search::{retriever, snippet};
@@ -32,4 +32,3 @@ pub fn run(settings: &Settings, question: &str, opts: &QueryOpts, json: bool) ->
     }
     Ok(ExitCode::SUCCESS)
 }
-

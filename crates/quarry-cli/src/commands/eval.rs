@@ -18,15 +18,28 @@ use crate::progress::Bars;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, cmd: EvalCommand) -> Result<ExitCode> {
-    let EvalCommand::Retrieval { dataset, split, mode, depth, json, run } = cmd;
+    let EvalCommand::Retrieval {
+        dataset,
+        split,
+        mode,
+        depth,
+        json,
+        run,
+    } = cmd;
     let ds = BeirDataset::load(&dataset, &split)?;
     let embedder = settings.embedder()?;
     let (index, index_seconds, cached) = cached_index(settings, &ds, embedder.as_ref())?;
     let retriever = Retriever::new(index, embedder as Arc<dyn Embedder>, settings.config.retrieval.clone());
     let report = evaluate_retrieval(&ds, &retriever, mode, depth, index_seconds)?;
     let m = &report.metrics;
-    println!("{} {} ({} queries), mode {}", report.dataset, report.split, report.timings.queries, report.mode);
-    println!("  nDCG@10 {:.4}  Recall@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  MAP@100 {:.4}  P@10 {:.4}", m.ndcg_10, m.recall_10, m.recall_100, m.mrr_10, m.map_100, m.p_10);
+    println!(
+        "{} {} ({} queries), mode {}",
+        report.dataset, report.split, report.timings.queries, report.mode
+    );
+    println!(
+        "  nDCG@10 {:.4}  Recall@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  MAP@100 {:.4}  P@10 {:.4}",
+        m.ndcg_10, m.recall_10, m.recall_100, m.mrr_10, m.map_100, m.p_10
+    );
     println!(
         "  indexing {:.1}s{}  query latency p50 {:.1} ms  p95 {:.1} ms",
         report.timings.index_seconds,
@@ -37,10 +50,13 @@ pub fn run(settings: &Settings, cmd: EvalCommand) -> Result<ExitCode> {
     if let Some(path) = json {
         let mut v = serde_json::to_value(&report)?;
         v["timings"]["index_cached"] = serde_json::Value::Bool(cached);
-        std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = run {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
         write_trec_run(&report.run, &format!("quarry-{}", report.mode), &mut f)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -48,7 +64,11 @@ pub fn run(settings: &Settings, cmd: EvalCommand) -> Result<ExitCode> {
 
 /// Opens (building if needed) the index of a dataset's corpus under DATA_DIR/eval-cache. The key
 /// covers the corpus bytes, the model and the chunking settings, so a change to any re-indexes.
-fn cached_index(settings: &Settings, ds: &BeirDataset, embedder: &dyn Embedder) -> Result<(Arc<quarry_index::EmbeddedIndex>, f64, bool)> {
+fn cached_index(
+    settings: &Settings,
+    ds: &BeirDataset,
+    embedder: &dyn Embedder,
+) -> Result<(Arc<quarry_index::EmbeddedIndex>, f64, bool)> {
     let corpus = ds.corpus_path();
     let bytes = std::fs::read(&corpus).with_context(|| format!("{}: cannot read", corpus.display()))?;
     let mut h = Sha256::new();
@@ -66,15 +86,23 @@ fn cached_index(settings: &Settings, ds: &BeirDataset, embedder: &dyn Embedder) 
     }
     let start = Instant::now();
     let bars = Bars::new();
-    let summary = Ingestor::new(index.as_ref(), embedder, settings.config.chunking.clone()).ingest_paths(&[corpus.clone()], &bars);
+    let summary = Ingestor::new(index.as_ref(), embedder, settings.config.chunking.clone())
+        .ingest_paths(&[corpus.clone()], &bars);
     bars.finish();
     let secs = start.elapsed().as_secs_f64();
     for e in summary.errors.iter().take(10) {
         eprintln!("warning: {e}");
     }
-    anyhow::ensure!(summary.documents_added + summary.documents_unchanged > 0, "{}: no documents indexed", corpus.display());
+    anyhow::ensure!(
+        summary.documents_added + summary.documents_unchanged > 0,
+        "{}: no documents indexed",
+        corpus.display()
+    );
     if summary.errors.is_empty() {
-        std::fs::write(&timing_file, serde_json::json!({ "seconds": secs, "summary": summary }).to_string())?;
+        std::fs::write(
+            &timing_file,
+            serde_json::json!({ "seconds": secs, "summary": summary }).to_string(),
+        )?;
     }
     Ok((index, secs, false))
 }
@@ -83,4 +111,3 @@ fn recorded_seconds(path: &Path) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     v["seconds"].as_f64()
 }
-

@@ -13,16 +13,24 @@ pub fn run(settings: &Settings, paths: &[PathBuf], json: bool) -> Result<ExitCod
     let index = settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?;
     let start = Instant::now();
     let bars = Bars::new();
-    let summary = Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone()).ingest_paths(paths, &bars);
+    let summary =
+        Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone()).ingest_paths(paths, &bars);
     bars.finish();
     let secs = start.elapsed().as_secs_f64();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "summary": summary, "seconds": secs }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "summary": summary, "seconds": secs }))?
+        );
     } else {
         print_summary(&summary, secs);
     }
     // Partial success is still success for the files that loaded; errors make the exit code 1.
-    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if summary.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_summary(s: &Summary, secs: f64) {

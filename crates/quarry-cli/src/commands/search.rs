@@ -13,7 +13,10 @@ use crate::settings::{Query, Settings};
 pub fn retriever(settings: &Settings) -> Result<(Retriever, Arc<dyn Embedder>)> {
     let embedder: Arc<dyn Embedder> = settings.embedder()?;
     let index = settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?;
-    Ok((Retriever::new(index, embedder.clone(), settings.config.retrieval.clone()), embedder))
+    Ok((
+        Retriever::new(index, embedder.clone(), settings.config.retrieval.clone()),
+        embedder,
+    ))
 }
 
 pub fn run(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
