@@ -6,7 +6,8 @@
 //! 3. Retrieval quality and query latency p50/p95 per mode on SciFact test.
 //!
 //! Results are appended to bench/RESULTS.md. Usage:
-//!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--skip-index]
+//!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--data-dir DIR]
+//!       [--sentences N] [--embed-only]
 //! PYTHON must have sentence-transformers installed (see bench/README.md); without it the
 //! reference column is reported as missing, not invented.
 
@@ -30,6 +31,7 @@ struct Opts {
     python: String,
     data_dir: Option<PathBuf>,
     sentences: usize,
+    embed_only: bool,
 }
 
 fn parse() -> Result<Opts> {
@@ -38,6 +40,7 @@ fn parse() -> Result<Opts> {
         python: "python3".into(),
         data_dir: None,
         sentences: 2000,
+        embed_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -47,6 +50,7 @@ fn parse() -> Result<Opts> {
             "--python" => o.python = val()?,
             "--data-dir" => o.data_dir = Some(PathBuf::from(val()?)),
             "--sentences" => o.sentences = val()?.parse()?,
+            "--embed-only" => o.embed_only = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -69,6 +73,79 @@ fn sentences(corpus: &Path, n: usize) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The first `n` documents as "title text", the form the reference embeds for BEIR.
+fn documents(corpus: &Path, n: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(corpus).with_context(|| format!("{}", corpus.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines().take(n) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let doc = format!(
+            "{} {}",
+            v["title"].as_str().unwrap_or(""),
+            v["text"].as_str().unwrap_or("")
+        );
+        out.push(doc.replace('\n', " "));
+    }
+    Ok(out)
+}
+
+/// (average tokens, texts per second) for Quarry's embedder, after a warm-up batch.
+fn quarry_throughput(embedder: &SentenceEmbedder, texts: &[String]) -> Result<(f64, f64)> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let max = embedder.max_tokens();
+    let tokens: usize = refs
+        .iter()
+        .map(|t| (quarry_core::TokenCounter::count_tokens(embedder, t) + 2).min(max))
+        .sum();
+    embedder.embed(&refs[..64.min(refs.len())])?;
+    let start = Instant::now();
+    embedder.embed(&refs)?;
+    Ok((
+        tokens as f64 / texts.len() as f64,
+        texts.len() as f64 / start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Texts per second of sentence-transformers on the same texts, or None if it cannot run here.
+fn reference_throughput(
+    python: &str,
+    model_dir: &Path,
+    texts: &[String],
+    batch: usize,
+    threads: usize,
+    tmp: &Path,
+) -> Result<Option<(f64, String)>> {
+    let file = tmp.join("texts.txt");
+    std::fs::write(&file, texts.join("\n") + "\n")?;
+    let out = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("embed_reference.py"))
+        .arg(model_dir)
+        .arg(&file)
+        .arg(batch.to_string())
+        .arg(threads.to_string())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            Ok(Some((
+                v["per_second"].as_f64().unwrap_or(0.0),
+                v["torch"].as_str().unwrap_or("?").to_string(),
+            )))
+        }
+        Ok(out) => {
+            eprintln!(
+                "reference failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            eprintln!("reference not run: {e}");
+            Ok(None)
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -95,68 +172,50 @@ fn main() -> Result<()> {
         o.python
     ));
 
-    // 1. Embedding throughput, Quarry vs the reference, same texts and batch size.
+    // 1. Embedding throughput, Quarry vs the reference, same texts and batch size: short sentences,
+    //    and whole SciFact documents ("title text", truncated at 256 tokens) as indexing sees them.
     let scifact = o.shared.join("datasets/scifact");
-    let texts = sentences(&scifact.join("corpus.jsonl"), o.sentences)?;
     let embedder = Arc::new(SentenceEmbedder::from_config(&cfg.model)?);
     let tmp = tempfile::tempdir()?;
-    let texts_file = tmp.path().join("texts.txt");
-    std::fs::write(&texts_file, texts.join("\n") + "\n")?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let tokens: usize = refs
-        .iter()
-        .map(|t| quarry_core::TokenCounter::count_tokens(embedder.as_ref(), t) + 2)
-        .sum();
-    embedder.embed(&refs[..64.min(refs.len())])?; // warm-up
-    let start = Instant::now();
-    embedder.embed(&refs)?;
-    let quarry_rate = texts.len() as f64 / start.elapsed().as_secs_f64();
-    let reference = std::process::Command::new(&o.python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("embed_reference.py"))
-        .arg(embedder.dir())
-        .arg(&texts_file)
-        .arg(cfg.model.batch_size.to_string())
-        .arg(cores.to_string())
-        .output();
-    let ref_rate = match reference {
-        Ok(out) if out.status.success() => {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-            Some((
-                v["per_second"].as_f64().unwrap_or(0.0),
-                v["torch"].as_str().unwrap_or("?").to_string(),
-            ))
-        }
-        Ok(out) => {
-            eprintln!(
-                "reference failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("reference not run: {e}");
-            None
-        }
-    };
+    let sets = [
+        (
+            format!("{} SciFact sentences", o.sentences),
+            sentences(&scifact.join("corpus.jsonl"), o.sentences)?,
+        ),
+        (
+            "1000 SciFact documents (title + abstract)".to_string(),
+            documents(&scifact.join("corpus.jsonl"), 1000)?,
+        ),
+    ];
     report.push_str(&format!(
-        "### Embedding throughput (all-MiniLM-L6-v2, {} SciFact sentences, {:.1} tokens avg, batch {})\n\n| engine | sentences/s | ratio |\n|---|---|---|\n",
-        texts.len(),
-        tokens as f64 / texts.len() as f64,
+        "### Embedding throughput (all-MiniLM-L6-v2, batch {}, same texts for both engines)\n\n| texts | avg tokens | Quarry texts/s | sentence-transformers texts/s | ratio |\n|---|---|---|---|---|\n",
         cfg.model.batch_size
     ));
-    report.push_str(&format!(
-        "| Quarry (packed-batch encoder, gemm f32) | {quarry_rate:.1} | {} |\n",
-        match &ref_rate {
-            Some((r, _)) => format!("{:.2}×", quarry_rate / r),
-            None => "reference missing".into(),
-        }
-    ));
-    if let Some((r, torch)) = &ref_rate {
+    for (label, texts) in &sets {
+        let (avg_tokens, quarry_rate) = quarry_throughput(&embedder, texts)?;
+        let ref_rate = reference_throughput(
+            &o.python,
+            embedder.dir(),
+            texts,
+            cfg.model.batch_size,
+            cores,
+            tmp.path(),
+        )?;
+        let (r, ratio) = match &ref_rate {
+            Some((r, torch)) => (
+                format!("{r:.1} (torch {torch}, {cores} threads)"),
+                format!("{:.2}×", quarry_rate / r),
+            ),
+            None => ("not run".into(), "—".into()),
+        };
         report.push_str(&format!(
-            "| sentence-transformers (torch {torch}, {cores} threads) | {r:.1} | 1.00× |\n"
+            "| {label} | {avg_tokens:.1} | {quarry_rate:.1} | {r} | {ratio} |\n"
         ));
     }
     println!("{report}");
+    if o.embed_only {
+        return Ok(());
+    }
 
     // 2. SciFact indexing time, fresh data directory.
     let data = match &o.data_dir {

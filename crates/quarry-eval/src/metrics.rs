@@ -56,10 +56,15 @@ impl QueryMetrics {
 }
 
 /// Ranks a query's results the way trec_eval does: score descending, then document id descending.
+/// A document listed twice counts once, at its best rank.
 pub fn rank(results: &[(String, f32)]) -> Vec<&str> {
     let mut r: Vec<&(String, f32)> = results.iter().collect();
     r.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    r.into_iter().map(|(d, _)| d.as_str()).collect()
+    let mut seen = std::collections::HashSet::new();
+    r.into_iter()
+        .map(|(d, _)| d.as_str())
+        .filter(|d| seen.insert(*d))
+        .collect()
 }
 
 pub fn ndcg_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> f64 {
@@ -200,6 +205,10 @@ mod tests {
         // Equal scores: the larger document id ranks first.
         let tied = vec![("a".to_string(), 1.0), ("b".to_string(), 1.0)];
         assert_eq!(rank(&tied), ["b", "a"]);
+        // A duplicated document cannot push recall past 1.
+        let dup = vec![("d11".to_string(), 2.0), ("d11".to_string(), 1.0)];
+        assert_eq!(rank(&dup), ["d11"]);
+        assert!((query_metrics(&dup, &j).recall_10 - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f3
     if m == 0 || n == 0 {
         return;
     }
+    if m <= SMALL_M {
+        return matmul_bt_small(a, b, out, out_stride, scale);
+    }
     // SAFETY: the asserts above keep every element gemm touches inside `a`, `b` and `out`:
     // lhs (i, p) at i·a.stride + p, rhs (p, j) = b[j][p] at j·b.stride + p, dst (i, j) at i·out_stride + j.
     unsafe {
@@ -68,6 +71,107 @@ pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f3
             Parallelism::None,
         );
     }
+}
+
+/// Below this many rows, `gemm`'s packing of the whole right-hand matrix costs more than the
+/// multiply itself (a 20-token query spent half its time packing weights).
+const SMALL_M: usize = 64;
+
+/// Direct dot products for a few rows: each row of `b` (a weight row, contiguous) is loaded once and
+/// used against four rows of `a` at a time, so each weight load feeds four multiply-adds.
+fn matmul_bt_small(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f32) {
+    let k = a.cols;
+    let row = |i: usize| &a.data[i * a.stride..i * a.stride + k];
+    let mut i = 0;
+    while i + 4 <= a.rows {
+        let (x0, x1, x2, x3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
+        for j in 0..b.rows {
+            let w = &b.data[j * b.stride..j * b.stride + k];
+            let d = dot4(x0, x1, x2, x3, w);
+            for (r, v) in d.iter().enumerate() {
+                out[(i + r) * out_stride + j] = v * scale;
+            }
+        }
+        i += 4;
+    }
+    for i in i..a.rows {
+        let x = row(i);
+        for j in 0..b.rows {
+            out[i * out_stride + j] = dot(x, &b.data[j * b.stride..j * b.stride + k]) * scale;
+        }
+    }
+}
+
+/// Four dot products against one shared vector `w`.
+#[inline(always)]
+fn dot4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], w: &[f32]) -> [f32; 4] {
+    let k = w.len();
+    assert!(x0.len() >= k && x1.len() >= k && x2.len() >= k && x3.len() >= k);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    {
+        dot4_fma(x0, x1, x2, x3, w)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    {
+        [dot(x0, w), dot(x1, w), dot(x2, w), dot(x3, w)]
+    }
+}
+
+/// AVX2/FMA body of `dot4` (the build targets x86-64-v3, see .cargo/config.toml): one weight load
+/// feeds four fused multiply-adds. LLVM does not find this form by itself.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[inline(always)]
+fn dot4_fma(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], w: &[f32]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let k = w.len();
+    let n8 = k / 8 * 8;
+    let hsum = |v: __m256| -> f32 {
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` has room for eight f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum()
+    };
+    // SAFETY: every load reads eight f32 at offset c with c + 8 ≤ n8 ≤ k, and the caller checked
+    // that all four rows and `w` hold at least k elements.
+    let acc = unsafe {
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let mut c = 0;
+        while c < n8 {
+            let wv = _mm256_loadu_ps(w.as_ptr().add(c));
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0.as_ptr().add(c)), wv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1.as_ptr().add(c)), wv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2.as_ptr().add(c)), wv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3.as_ptr().add(c)), wv, a3);
+            c += 8;
+        }
+        [a0, a1, a2, a3]
+    };
+    let tail = |x: &[f32]| (n8..k).map(|c| x[c] * w[c]).sum::<f32>();
+    [
+        hsum(acc[0]) + tail(x0),
+        hsum(acc[1]) + tail(x1),
+        hsum(acc[2]) + tail(x2),
+        hsum(acc[3]) + tail(x3),
+    ]
+}
+
+/// Dot product with eight independent accumulators so it vectorises.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
 }
 
 /// `out[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides.
@@ -135,23 +239,71 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum8(row) / n;
+    let mut sq = [0f32; 8];
+    for c in row.chunks_exact(8) {
+        for i in 0..8 {
+            sq[i] += (c[i] - mean) * (c[i] - mean);
+        }
+    }
+    let var = (sq.iter().sum::<f32>()
+        + row
+            .chunks_exact(8)
+            .remainder()
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum::<f32>())
+        / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
 }
 
-/// e^x for x ≤ 0 region and moderate positives, accurate to ~2 ulp: range reduction to
-/// 2^k · e^r with |r| ≤ ln2/2 and a degree-6 polynomial. Branch-free so loops vectorise.
+/// e^x, accurate to a few ulp: range reduction to 2^k · e^r with |r| ≤ ln2/2 and a degree-6
+/// polynomial. Written without branches or saturating float→int casts (which block SIMD): k is
+/// taken from the mantissa of x·log2(e) + 1.5·2^23, and 2^k is built from its bits.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer in the low mantissa bits
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * std::f32::consts::LOG2_E).round();
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let k = t - SHIFT;
     let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_5 + r * (0.008_333_9 + r * 0.001_394_9)))));
-    p * f32::from_bits(((k as i32 + 127) << 23) as u32)
+    // Low bits of t hold k (two's complement within the mantissa); shift them into the exponent.
+    let pow2 = f32::from_bits((t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127)) << 23);
+    p * pow2
+}
+
+/// Sum with eight independent accumulators so it vectorises.
+#[inline(always)]
+fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+#[inline(always)]
+fn max8(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(rest, |m, v| if *v > m { *v } else { m })
 }
 
 /// erf(x) by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7).
@@ -176,13 +328,9 @@ pub fn gelu(x: &mut [f32]) {
 
 pub fn softmax_rows(x: &mut [f32], cols: usize) {
     for row in x.chunks_exact_mut(cols) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        let max = max8(row);
+        row.iter_mut().for_each(|v| *v = exp(*v - max));
+        let inv = 1.0 / sum8(row);
         row.iter_mut().for_each(|v| *v *= inv);
     }
 }
@@ -193,10 +341,18 @@ mod tests {
 
     #[test]
     fn exp_and_erf_match_std() {
-        for i in -800..=300 {
+        for i in -870..=880 {
             let x = i as f32 * 0.1;
             let (got, want) = (exp(x), x.exp());
             assert!((got - want).abs() <= want * 2e-6 + 1e-37, "exp({x}) = {got} vs {want}");
+        }
+        let row: Vec<f32> = (0..37).map(|i| (i as f32 * 1.3).sin() * 5.0).collect();
+        let mut soft = row.clone();
+        softmax_rows(&mut soft, 37);
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let z: f32 = row.iter().map(|v| (v - m).exp()).sum();
+        for (s, v) in soft.iter().zip(&row) {
+            assert!((s - (v - m).exp() / z).abs() < 1e-6);
         }
         // erf reference values (Abramowitz & Stegun table 7.1).
         for (x, want) in [
@@ -212,7 +368,12 @@ mod tests {
 
     #[test]
     fn matmuls_match_naive() {
-        let (m, k, n) = (5, 7, 3);
+        for (m, k, n) in [(5, 7, 3), (40, 19, 11), (70, 33, 9)] {
+            check_matmuls(m, k, n);
+        }
+    }
+
+    fn check_matmuls(m: usize, k: usize, n: usize) {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).sin()).collect();
         let b: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.7).cos()).collect(); // n×k
         let mut out = vec![0.0; m * n];

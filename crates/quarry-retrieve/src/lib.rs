@@ -16,5 +16,5 @@
 pub mod fusion;
 pub mod retriever;
 
-pub use fusion::{collapse_documents, rrf, weighted};
+pub use fusion::{collapse_documents, rrf, weighted, FuseBy};
 pub use retriever::{Retriever, SearchRequest, SearchTimings};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use quarry_core::{Embedder, Filter, Fusion, Hit, Index, Passage, Result, RetrievalConfig, SearchMode};
 use serde::Serialize;
 
-use crate::fusion::{collapse_documents, rrf, weighted};
+use crate::fusion::{collapse_documents, rrf, weighted, FuseBy};
 
 #[derive(Debug, Clone)]
 pub struct SearchRequest<'a> {
@@ -88,9 +88,14 @@ impl Retriever {
                 let (l, d) = (lexical(&mut t)?, dense(&mut t)?);
                 let n = self.cfg.candidates;
                 let (l, d) = (&l[..l.len().min(n)], &d[..d.len().min(n)]);
+                let by = if req.per_document {
+                    FuseBy::Document
+                } else {
+                    FuseBy::Chunk
+                };
                 match self.cfg.fusion {
-                    Fusion::Rrf => rrf(&[l, d], self.cfg.rrf_k),
-                    Fusion::Weighted => weighted(l, d, self.cfg.dense_weight),
+                    Fusion::Rrf => rrf(&[l, d], self.cfg.rrf_k, by),
+                    Fusion::Weighted => weighted(l, d, self.cfg.dense_weight, by),
                 }
             }
         };
