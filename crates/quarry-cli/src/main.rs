@@ -1,5 +1,8 @@
 //! The `quarry` binary: parses arguments, then calls the library crates.
 
+// The binary is where output belongs.
+#![allow(clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

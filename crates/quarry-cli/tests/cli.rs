@@ -1,5 +1,7 @@
 //! The `quarry` binary end to end with the real embedding model (fetched by scripts/setup.sh).
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failures by design
+
 use std::path::Path;
 use std::process::{Command, Output};
 

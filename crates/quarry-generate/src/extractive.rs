@@ -94,13 +94,26 @@ impl Generator for ExtractiveGenerator {
             });
         }
         let q = self.embedder.embed_query(question)?;
-        let texts: Vec<&str> = cands.iter().map(|c| c.text).collect();
-        let vectors = self.embedder.embed(&texts)?;
+        // A sentence is embedded with its section headings, which often carry what it is about
+        // ("Treatment", "Side effects").
+        let texts: Vec<String> = cands
+            .iter()
+            .map(|c| {
+                let section = &c.passage.chunk.chunk.section;
+                if section.is_empty() {
+                    c.text.to_string()
+                } else {
+                    format!("{}: {}", section.join(" > "), c.text)
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.embedder.embed(&refs)?;
         let qwords: HashSet<String> = content_words(question).collect();
-        for (c, v) in cands.iter_mut().zip(&vectors) {
+        for ((c, v), text) in cands.iter_mut().zip(&vectors).zip(&texts) {
             let cosine: f32 = v.iter().zip(&q).map(|(a, b)| a * b).sum();
             // Semantic match first; shared words and the retriever's rank break near-ties.
-            c.score = cosine + 0.2 * overlap(&qwords, c.text) + 0.05 / c.passage.n as f32;
+            c.score = cosine + 0.2 * overlap(&qwords, text) + 0.05 / c.passage.n as f32;
         }
         let best = cands.iter().map(|c| c.score).fold(f32::NEG_INFINITY, f32::max);
         let mut chosen: Vec<&Candidate> = {

@@ -45,13 +45,6 @@ pub struct EmbeddedIndex {
     state: RwLock<Derived>,
 }
 
-/// How a derived index was found when opening.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenState {
-    Current,
-    Rebuilt,
-}
-
 impl EmbeddedIndex {
     /// Opens (or creates) the index in `dir`. With `model_id`, refuses a store built by another model.
     pub fn open(dir: &Path, cfg: IndexConfig, model_id: Option<&str>) -> Result<Self> {
@@ -125,7 +118,7 @@ impl EmbeddedIndex {
     }
 
     /// Loads derived indexes that match the store's generation; rebuilds the others.
-    fn check_derived(&self) -> Result<(OpenState, OpenState)> {
+    fn check_derived(&self) -> Result<()> {
         let generation = self.store.generation()?;
         let mut st = self.state.write().map_err(|_| self.poisoned())?;
         let lexical_ok = st.bm25.generation().unwrap_or(0) == generation;
@@ -138,17 +131,9 @@ impl EmbeddedIndex {
             st.hnsw = Some(h);
         }
         if lexical_ok && vector_ok {
-            return Ok((OpenState::Current, OpenState::Current));
+            return Ok(());
         }
-        self.rebuild_locked(&mut st, !lexical_ok, !vector_ok)?;
-        let s = |ok: bool| {
-            if ok {
-                OpenState::Current
-            } else {
-                OpenState::Rebuilt
-            }
-        };
-        Ok((s(lexical_ok), s(vector_ok)))
+        self.rebuild_locked(&mut st, !lexical_ok, !vector_ok)
     }
 
     fn poisoned(&self) -> Error {

@@ -497,7 +497,7 @@ mod tests {
         }
         assert_eq!(h.len(), 1800);
         let q = unit(42_000, dim);
-        let even = |id: u64| id % 2 == 0;
+        let even = |id: u64| id.is_multiple_of(2);
         let got = h.search(&q, 20, 128, &even);
         assert_eq!(got.len(), 20, "top-k of the matching set, not top-k then dropped");
         assert!(got.iter().all(|(id, _)| id % 2 == 0 && id % 10 != 0));

@@ -1,5 +1,7 @@
 //! The embedded index through the real ingest pipeline, with the deterministic hashing embedder.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failures by design
+
 use std::path::Path;
 
 use quarry_core::{ChunkingConfig, Embedder, Filter, Index, IndexConfig};

@@ -397,7 +397,7 @@ mod tests {
             }
             // Every non-space character of the text is inside some chunk.
             let mut inside = vec![false; text.chars().count()];
-            for ch in &chunks { for k in ch.start..ch.end { inside[k] = true; } }
+            for ch in &chunks { inside[ch.start..ch.end].iter_mut().for_each(|x| *x = true); }
             for (k, c) in text.chars().enumerate() {
                 prop_assert!(inside[k] || c.is_whitespace(), "char {} ({:?}) not covered", k, c);
             }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use quarry_core::{Document, MetaValue, Metadata};
+use quarry_core::{Document, MetaValue};
 use serde::Deserialize;
 
 use crate::chunker::TextFormat;
@@ -87,7 +87,7 @@ impl Loader for JsonlLoader {
                 source: source.to_string(),
                 title: rec.title.filter(|t| !t.trim().is_empty()),
                 text: rec.text,
-                metadata: metadata.unwrap_or_else(Metadata::new),
+                metadata: metadata.unwrap_or_default(),
             });
         }
         Ok(out)

@@ -168,7 +168,7 @@ impl<'a> Ingestor<'a> {
         summary.errors.extend(loaded.errors.iter().map(|e| e.to_string()));
         let format = loaded.format.unwrap_or(TextFormat::Plain);
 
-        let mut todo = Vec::new();
+        let mut pending = Vec::new();
         // Ids this file now validly holds and that are stored (unchanged, or written below).
         let mut kept: BTreeSet<String> = BTreeSet::new();
         for doc in loaded.documents {
@@ -186,13 +186,13 @@ impl<'a> Ingestor<'a> {
                     summary.documents_unchanged += 1;
                     kept.insert(doc.id);
                 }
-                Ok(version) => todo.push((doc, hash, version.is_some())),
+                Ok(version) => pending.push((doc, hash, version.is_some())),
                 Err(e) => summary.errors.push(format!("{source}: {e}")),
             }
         }
-        observer.documents_planned(todo.len());
+        observer.documents_planned(pending.len());
         let mut failed = false;
-        for batch in todo.chunks(self.batch_docs) {
+        for batch in pending.chunks(self.batch_docs) {
             match self.write_batch(batch, format) {
                 Ok(chunks) => {
                     summary.chunks_written += chunks;

@@ -151,7 +151,7 @@ impl Bert {
             message: format!("not a safetensors file: {e}"),
         })?;
         // Checkpoints saved from `BertModel` have no prefix; from `BertForX`, a `bert.` prefix.
-        let prefix = if st.names().iter().any(|n| *n == "embeddings.word_embeddings.weight") {
+        let prefix = if st.names().contains(&"embeddings.word_embeddings.weight") {
             ""
         } else {
             "bert."

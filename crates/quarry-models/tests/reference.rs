@@ -1,6 +1,8 @@
 //! The real model against golden vectors from Python sentence-transformers
 //! (scripts/reference_embeddings.py wrote tests/data/minilm_reference.json).
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failures by design
+
 use quarry_core::{Embedder, ModelConfig, TokenCounter};
 use quarry_models::SentenceEmbedder;
 
