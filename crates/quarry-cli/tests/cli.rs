@@ -172,3 +172,74 @@ fn missing_model_and_bad_config_are_clear_errors() {
         "{err}"
     );
 }
+
+/// SIGKILL in the middle of a large ingest, then a rerun: the store and both derived indexes agree,
+/// nothing is duplicated, and the rerun completes the work.
+#[test]
+fn killed_ingest_resumes_without_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("big.jsonl");
+    let mut lines = String::new();
+    for i in 0..4000 {
+        lines.push_str(&format!(
+            "{{\"_id\":\"d{i}\",\"text\":\"Record {i} describes sample number {i} taken from site {} in the northern survey.\"}}\n",
+            i % 37
+        ));
+    }
+    std::fs::write(&corpus, lines).unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("ingest")
+        .arg(&corpus)
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some batches are committed, then kill without warning.
+    let store = data.join("store.redb");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&store).map(|m| m.len()).unwrap_or(0) < 2_000_000 {
+        assert!(start.elapsed().as_secs() < 120, "ingest made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+
+    let status = json(&quarry(&data, &["status", "--json"]));
+    let stats = &status["stats"];
+    let partial = stats["documents"].as_u64().unwrap();
+    assert!(partial < 4000, "the kill landed mid-ingest ({partial} documents)");
+    assert_eq!(stats["lexical_entries"], stats["chunks"], "{stats}");
+    assert_eq!(stats["vector_entries"], stats["chunks"], "{stats}");
+
+    let out = quarry(&data, &["ingest", corpus.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = &json(&out)["summary"];
+    assert_eq!(summary["documents_unchanged"].as_u64().unwrap(), partial, "{summary}");
+    assert_eq!(
+        summary["documents_added"].as_u64().unwrap(),
+        4000 - partial,
+        "{summary}"
+    );
+    let stats = json(&quarry(&data, &["status", "--json"]))["stats"].clone();
+    assert_eq!(stats["documents"], 4000);
+    assert_eq!(stats["chunks"], 4000, "one chunk per short record, none duplicated");
+    assert_eq!(stats["lexical_entries"], 4000);
+    assert_eq!(stats["vector_entries"], 4000);
+    let out = quarry(
+        &data,
+        &[
+            "search",
+            "sample number 1234",
+            "--mode",
+            "bm25",
+            "--json",
+            "--top-k",
+            "1",
+        ],
+    );
+    assert_eq!(json(&out)["results"][0]["doc_id"], "d1234");
+}

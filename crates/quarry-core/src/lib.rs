@@ -22,6 +22,7 @@ pub mod generator;
 pub mod hit;
 pub mod index;
 pub mod text;
+pub mod vector;
 
 pub use config::{ChunkingConfig, Config, Fusion, IndexConfig, ModelConfig, RetrievalConfig};
 pub use document::{Chunk, Document, MetaValue, Metadata};

@@ -6,7 +6,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{Read, Write};
 
-use crate::vector::dot;
+use quarry_core::vector::dot;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HnswParams {

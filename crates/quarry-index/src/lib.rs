@@ -19,7 +19,6 @@ pub mod embedded;
 pub mod error;
 pub mod hnsw;
 pub mod store;
-pub mod vector;
 
 pub use embedded::EmbeddedIndex;
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use gemm::Parallelism;
+use quarry_core::vector::dot;
 
 /// A row-major matrix view: `rows`×`cols` with `stride` elements between rows.
 #[derive(Clone, Copy)]
@@ -46,31 +47,8 @@ pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f3
     if m <= SMALL_M {
         return matmul_bt_small(a, b, out, out_stride, scale);
     }
-    // SAFETY: the asserts above keep every element gemm touches inside `a`, `b` and `out`:
-    // lhs (i, p) at i·a.stride + p, rhs (p, j) = b[j][p] at j·b.stride + p, dst (i, j) at i·out_stride + j.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            out_stride as isize,
-            false,
-            a.data.as_ptr(),
-            1,
-            a.stride as isize,
-            b.data.as_ptr(),
-            b.stride as isize,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    // rhs (p, j) = b[j][p]: step 1 along p, b.stride along j.
+    gemm_strided(a, b.data, 1, b.stride, n, out, out_stride, scale);
 }
 
 /// Below this many rows, `gemm`'s packing of the whole right-hand matrix costs more than the
@@ -160,20 +138,6 @@ fn dot4_fma(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], w: &[f32]) -> [f32; 
     ]
 }
 
-/// Dot product with eight independent accumulators so it vectorises.
-#[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + rest
-}
-
 /// `out[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides.
 pub fn matmul(a: View, b: View, out: &mut [f32], out_stride: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -185,7 +149,20 @@ pub fn matmul(a: View, b: View, out: &mut [f32], out_stride: usize) {
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: as in `matmul_bt`, with rhs (p, j) at p·b.stride + j.
+    // rhs (p, j) = b[p][j]: step b.stride along p, 1 along j.
+    gemm_strided(a, b.data, b.stride, 1, n, out, out_stride, 1.0);
+}
+
+/// `out = scale · a · rhs` where rhs element (p, j) is `rhs[p·rs + j·cs]`, for p < a.cols, j < n.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(a: View, rhs: &[f32], rs: usize, cs: usize, n: usize, out: &mut [f32], out_stride: usize, scale: f32) {
+    let (m, k) = (a.rows, a.cols);
+    assert!(
+        (k - 1) * rs + (n - 1) * cs < rhs.len(),
+        "right-hand matrix out of bounds"
+    );
+    // SAFETY: lhs (i, p) is at i·a.stride + p inside `a` (checked by View::new), rhs (p, j) inside
+    // `rhs` (checked above), dst (i, j) at i·out_stride + j inside `out` (checked by the callers).
     unsafe {
         gemm::gemm(
             m,
@@ -198,11 +175,11 @@ pub fn matmul(a: View, b: View, out: &mut [f32], out_stride: usize) {
             a.data.as_ptr(),
             1,
             a.stride as isize,
-            b.data.as_ptr(),
-            1,
-            b.stride as isize,
+            rhs.as_ptr(),
+            cs as isize,
+            rs as isize,
             0.0,
-            1.0,
+            scale,
             false,
             false,
             false,

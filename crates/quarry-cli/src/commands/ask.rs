@@ -26,7 +26,12 @@ pub fn run(settings: &Settings, question: &str, opts: &QueryOpts, json: bool) ->
     } else {
         println!("{}\n", answer.answer);
         for c in &answer.citations {
-            println!("[{}] {} ({}), chars {}..{}", c.n, c.doc_id, c.source, c.start, c.end);
+            let name = if c.doc_id == c.source {
+                c.source.clone()
+            } else {
+                format!("{} ({})", c.doc_id, c.source)
+            };
+            println!("[{}] {name}, characters {}..{}", c.n, c.start, c.end);
             println!("    {}", snippet(&c.text, 160));
         }
     }

@@ -1,4 +1,4 @@
-//! Vector arithmetic on unit vectors.
+//! Vector arithmetic shared by the embedder and the vector index.
 
 /// Dot product with eight independent accumulators, so the compiler can keep them in SIMD lanes
 /// (float addition is not associative, so a single running sum would not vectorise).
