@@ -210,8 +210,10 @@ impl Bert {
     }
 
     /// Mean-pooled, L2-normalised embeddings of a batch of token-id sequences (each already with
-    /// its special tokens and at most `max_positions` long). Runs on the calling thread.
-    pub fn embed_batch(&self, seqs: &[&[u32]]) -> Vec<Vec<f32>> {
+    /// its special tokens and at most `max_positions` long). With `threads` = 1 it runs on the
+    /// calling thread; more splits each linear layer across the rayon pool (for a lone batch, such as
+    /// a search query, that would otherwise leave cores idle).
+    pub fn embed_batch(&self, seqs: &[&[u32]], threads: usize) -> Vec<Vec<f32>> {
         let h = self.hidden;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = vec![0f32; total * h];
@@ -244,6 +246,7 @@ impl Bert {
                 &mut qkv,
                 3 * h,
                 1.0,
+                threads,
             );
             add_bias(&mut qkv, &layer.qkv_b);
             self.attention(&qkv, &lens, &mut ctx, &mut scores);
@@ -253,6 +256,7 @@ impl Bert {
                 &mut tmp,
                 h,
                 1.0,
+                threads,
             );
             add_bias(&mut tmp, &layer.attn_out_b);
             add_layer_norm(&mut tmp, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, self.eps);
@@ -264,6 +268,7 @@ impl Bert {
                 &mut inter,
                 i,
                 1.0,
+                threads,
             );
             add_bias(&mut inter, &layer.inter_b);
             gelu(&mut inter);
@@ -273,6 +278,7 @@ impl Bert {
                 &mut tmp,
                 h,
                 1.0,
+                threads,
             );
             add_bias(&mut tmp, &layer.out_b);
             add_layer_norm(&mut tmp, &x, &layer.out_norm.gamma, &layer.out_norm.beta, self.eps);
@@ -309,7 +315,7 @@ impl Bert {
                 let q = View::new(&rows[head * hd..], len, hd, 3 * h);
                 let k = View::new(&rows[h + head * hd..], len, hd, 3 * h);
                 let v = View::new(&rows[2 * h + head * hd..], len, hd, 3 * h);
-                matmul_bt(q, k, s, len, scale);
+                matmul_bt(q, k, s, len, scale, 1);
                 softmax_rows(s, len);
                 let dst = &mut ctx[start * h + head * hd..];
                 matmul(View::new(s, len, len, len), v, dst, h);

@@ -34,7 +34,9 @@ impl<'a> View<'a> {
 
 /// `out[m×n] (row stride out_stride) = scale · a[m×k] · bᵀ`, where `b` is n×k (so each row of `b`
 /// is one output column: the layout of a linear layer's weight).
-pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f32) {
+///
+/// `threads` > 1 splits the work across the rayon pool; batches that already run one per core pass 1.
+pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f32, threads: usize) {
     let (m, k, n) = (a.rows, a.cols, b.rows);
     assert_eq!(b.cols, k, "inner dimensions");
     assert!(
@@ -45,10 +47,28 @@ pub fn matmul_bt(a: View, b: View, out: &mut [f32], out_stride: usize, scale: f3
         return;
     }
     if m <= SMALL_M {
+        if threads > 1 && m >= 8 {
+            // Two halves of the rows, on two threads, writing disjoint rows of `out`.
+            let half = (m / 2).div_ceil(4) * 4;
+            let (top, bottom) = out.split_at_mut(half * out_stride);
+            let (a_top, a_bottom) = (
+                View { rows: half, ..a },
+                View {
+                    data: &a.data[half * a.stride..],
+                    rows: m - half,
+                    ..a
+                },
+            );
+            rayon::join(
+                || matmul_bt_small(a_top, b, top, out_stride, scale),
+                || matmul_bt_small(a_bottom, b, bottom, out_stride, scale),
+            );
+            return;
+        }
         return matmul_bt_small(a, b, out, out_stride, scale);
     }
     // rhs (p, j) = b[j][p]: step 1 along p, b.stride along j.
-    gemm_strided(a, b.data, 1, b.stride, n, out, out_stride, scale);
+    gemm_strided(a, b.data, 1, b.stride, n, out, out_stride, scale, threads);
 }
 
 /// Below this many rows, `gemm`'s packing of the whole right-hand matrix costs more than the
@@ -150,12 +170,22 @@ pub fn matmul(a: View, b: View, out: &mut [f32], out_stride: usize) {
         return;
     }
     // rhs (p, j) = b[p][j]: step b.stride along p, 1 along j.
-    gemm_strided(a, b.data, b.stride, 1, n, out, out_stride, 1.0);
+    gemm_strided(a, b.data, b.stride, 1, n, out, out_stride, 1.0, 1);
 }
 
 /// `out = scale · a · rhs` where rhs element (p, j) is `rhs[p·rs + j·cs]`, for p < a.cols, j < n.
 #[allow(clippy::too_many_arguments)]
-fn gemm_strided(a: View, rhs: &[f32], rs: usize, cs: usize, n: usize, out: &mut [f32], out_stride: usize, scale: f32) {
+fn gemm_strided(
+    a: View,
+    rhs: &[f32],
+    rs: usize,
+    cs: usize,
+    n: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    scale: f32,
+    threads: usize,
+) {
     let (m, k) = (a.rows, a.cols);
     assert!(
         (k - 1) * rs + (n - 1) * cs < rhs.len(),
@@ -183,7 +213,11 @@ fn gemm_strided(a: View, rhs: &[f32], rs: usize, cs: usize, n: usize, out: &mut 
             false,
             false,
             false,
-            Parallelism::None,
+            if threads > 1 {
+                Parallelism::Rayon(threads)
+            } else {
+                Parallelism::None
+            },
         );
     }
 }
@@ -354,7 +388,10 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).sin()).collect();
         let b: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.7).cos()).collect(); // n×k
         let mut out = vec![0.0; m * n];
-        matmul_bt(View::new(&a, m, k, k), View::new(&b, n, k, k), &mut out, n, 2.0);
+        matmul_bt(View::new(&a, m, k, k), View::new(&b, n, k, k), &mut out, n, 2.0, 1);
+        let mut par = vec![0.0; m * n];
+        matmul_bt(View::new(&a, m, k, k), View::new(&b, n, k, k), &mut par, n, 2.0, 2);
+        assert_eq!(out, par, "splitting across threads changes nothing");
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f32>() * 2.0;

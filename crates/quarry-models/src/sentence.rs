@@ -168,11 +168,18 @@ impl Embedder for SentenceEmbedder {
         // Batches run in parallel, one per core, each on one thread: no synchronisation inside a
         // forward pass, and the packed batches waste nothing on padding.
         let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        // A lone batch (a query, a short document) splits its matrix multiplies across the cores
+        // instead, so it does not leave them idle.
+        let threads = if batches.len() == 1 {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
         let results: Vec<Vec<Vec<f32>>> = batches
             .par_iter()
             .map(|group| {
                 let seqs: Vec<&[u32]> = group.iter().map(|&i| ids[i].as_slice()).collect();
-                self.bert.embed_batch(&seqs)
+                self.bert.embed_batch(&seqs, threads)
             })
             .collect();
         let mut out = vec![Vec::new(); ids.len()];
