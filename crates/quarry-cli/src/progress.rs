@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quarry_ingest::Observer;
 
 pub struct Bars {
@@ -10,23 +10,26 @@ pub struct Bars {
     docs: ProgressBar,
 }
 
+/// One bar of the pair; both live in one `MultiProgress` so they draw on separate lines.
+fn bar(multi: &MultiProgress, prefix: &'static str, stats: &str) -> ProgressBar {
+    let b = multi.add(ProgressBar::new(0));
+    let template = format!("{{prefix:>9}} [{{bar:30}}] {{pos}}/{{len}} {stats}");
+    b.set_style(
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_prefix(prefix);
+    b
+}
+
 impl Bars {
     pub fn new() -> Self {
-        let files = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        files.set_style(
-            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        files.set_prefix("files");
-        let docs = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        docs.set_style(
-            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        docs.set_prefix("documents");
-        Bars { files, docs }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Bars {
+            files: bar(&multi, "files", "{wide_msg}"),
+            docs: bar(&multi, "documents", "{per_sec} eta {eta}"),
+        }
     }
 
     pub fn finish(&self) {
