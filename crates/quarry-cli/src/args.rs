@@ -25,13 +25,49 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Add or update files and folders (.txt, .md, BEIR-style .jsonl); folders are mirrored.
+    /// Add or update files and folders (PDF, DOCX, HTML, Markdown, text, CSV/TSV, JSON/JSONL, SQL dumps,
+    /// SQLite databases); folders are mirrored.
     Ingest {
+        /// Files, folders, or http(s) URLs to crawl.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rows: RowOpts,
+        #[command(flatten)]
+        crawl: CrawlOpts,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Make the index follow a folder: ingest what is new or changed, remove what was deleted, and report
+    /// added/changed/removed/unchanged counts.
+    Sync {
+        /// Folders, files, or http(s) URLs to crawl.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rows: RowOpts,
+        #[command(flatten)]
+        crawl: CrawlOpts,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync a folder, then follow it: changes are applied within seconds until interrupted.
+    Watch {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rows: RowOpts,
+        /// Wait this long after the last change before applying a batch (milliseconds).
+        #[arg(long, default_value_t = 500)]
+        debounce_ms: u64,
+    },
+    /// Print the text Quarry reads from files (which loader, title, metadata, text), without indexing.
+    Extract {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rows: RowOpts,
     },
     /// Search the index.
     Search(SearchArgs),
@@ -99,4 +135,63 @@ pub enum EvalCommand {
         #[arg(long)]
         run: Option<PathBuf>,
     },
+}
+
+/// How rows of tables (CSV/TSV, JSON records, SQL dumps, SQLite) are written as documents.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RowOpts {
+    /// Document text for each row, with `{column}` placeholders (default: a `column: value` line per column).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Document title for each row, with `{column}` placeholders (default: table and row number).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub title_template: Option<String>,
+}
+
+impl RowOpts {
+    pub fn load_options(&self) -> quarry_ingest::LoadOptions {
+        quarry_ingest::LoadOptions {
+            rows: quarry_ingest::RowTemplate {
+                text: self.template.clone(),
+                title: self.title_template.clone(),
+            },
+        }
+    }
+}
+
+/// How `ingest`/`sync` crawl a URL.
+#[derive(Debug, Args, Clone)]
+pub struct CrawlOpts {
+    /// Link hops followed from the start page.
+    #[arg(long, default_value_t = 2)]
+    pub depth: usize,
+    /// Pages fetched at most.
+    #[arg(long, default_value_t = 100)]
+    pub max_pages: usize,
+    /// Follow links to other sites too (default: the start URL's site only).
+    #[arg(long)]
+    pub all_sites: bool,
+    /// Only fetch URLs matching this pattern (`*` matches anything); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Never fetch URLs matching this pattern; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Least milliseconds between requests to one site (robots.txt Crawl-delay can raise it).
+    #[arg(long, default_value_t = 500)]
+    pub delay_ms: u64,
+}
+
+impl CrawlOpts {
+    pub fn options(&self) -> quarry_ingest::crawl::CrawlOptions {
+        quarry_ingest::crawl::CrawlOptions {
+            max_depth: self.depth,
+            max_pages: self.max_pages,
+            same_site: !self.all_sites,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            delay: std::time::Duration::from_millis(self.delay_ms),
+            ..Default::default()
+        }
+    }
 }

@@ -73,6 +73,17 @@ pub struct Chunk {
     pub section: Vec<String>,
     /// Tokens in `text` as counted by the embedding model's tokenizer.
     pub tokens: usize,
+    /// 1-based page the chunk starts on, for paged sources (PDF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Text outside the span that the span needs to be understood: a table's header row for a chunk
+    /// of table rows. Embedded and indexed with the chunk, never cited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Character range of the enclosing section when the section was split into several chunks: the
+    /// "big" text a generator can be given for a "small" retrieved chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<(usize, usize)>,
 }
 
 impl Chunk {
@@ -89,7 +100,21 @@ impl Chunk {
             out.push_str(&path);
             out.push('\n');
         }
+        if let Some(c) = self.context.as_deref().filter(|c| !c.is_empty()) {
+            out.push_str(c);
+            out.push('\n');
+        }
         out.push_str(&self.text);
         out
+    }
+
+    /// Where the chunk is in its source, for a citation: "p. 3", a section path, or nothing.
+    pub fn locator(&self) -> Option<String> {
+        match (self.page, self.section.is_empty()) {
+            (Some(p), true) => Some(format!("p. {p}")),
+            (Some(p), false) => Some(format!("p. {p}, {}", self.section.join(" > "))),
+            (None, false) => Some(self.section.join(" > ")),
+            (None, true) => None,
+        }
     }
 }

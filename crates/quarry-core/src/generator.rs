@@ -22,6 +22,9 @@ pub struct Citation {
     /// Character offsets into the source document's text.
     pub start: usize,
     pub end: usize,
+    /// Page (paged sources) the cited span starts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
     pub text: String,
 }
 

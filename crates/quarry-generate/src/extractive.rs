@@ -145,6 +145,7 @@ impl Generator for ExtractiveGenerator {
                 chunk_id: c.passage.chunk.id,
                 start: c.start,
                 end: c.end,
+                page: c.passage.chunk.chunk.page,
                 text: c.text.to_string(),
             });
         }
@@ -176,6 +177,9 @@ mod tests {
                     end: end_char,
                     section: vec![],
                     tokens: 0,
+                    page: None,
+                    context: None,
+                    parent: None,
                 },
             },
         }

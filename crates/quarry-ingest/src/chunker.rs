@@ -37,6 +37,26 @@ struct Piece {
     tokens: usize,
 }
 
+/// A finished chunk's byte range, token count and context (a table header).
+#[derive(Debug, Clone)]
+struct Span {
+    start: usize,
+    end: usize,
+    tokens: usize,
+    context: Option<String>,
+}
+
+impl Span {
+    fn new(start: usize, end: usize, tokens: usize) -> Self {
+        Span {
+            start,
+            end,
+            tokens,
+            context: None,
+        }
+    }
+}
+
 impl<'a> Chunker<'a> {
     pub fn new(counter: &'a dyn TokenCounter, cfg: &ChunkingConfig) -> Self {
         Chunker {
@@ -56,43 +76,165 @@ impl<'a> Chunker<'a> {
             }],
             TextFormat::Markdown => markdown_sections(text),
         };
+        // Paged text (PDF) separates pages with form feeds; a chunk never crosses a page.
+        let paged = doc.metadata.contains_key("pages") || text.contains('\u{c}');
+        let page_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\u{c}').map(|(i, _)| i + 1))
+            .collect();
+        let page_of = |byte: usize| page_starts.partition_point(|&s| s <= byte) as u32;
         let offsets = CharOffsets::new(text);
         let mut chunks = Vec::new();
         for section in sections {
-            for (start, end, tokens) in self.split_section(text, &section, format) {
-                chunks.push(Chunk {
-                    doc_id: doc.id.clone(),
-                    ord: chunks.len() as u32,
-                    text: text[start..end].to_string(),
-                    start: offsets.char_of(start),
-                    end: offsets.char_of(end),
-                    section: section.path.clone(),
-                    tokens,
-                });
+            let first = chunks.len();
+            let mut a = section.start;
+            while a < section.end {
+                let b = text[a..section.end].find('\u{c}').map_or(section.end, |i| a + i);
+                let part = Section {
+                    path: section.path.clone(),
+                    start: a,
+                    end: b,
+                };
+                for span in self.split_section(text, &part, format) {
+                    chunks.push(Chunk {
+                        doc_id: doc.id.clone(),
+                        ord: chunks.len() as u32,
+                        text: text[span.start..span.end].to_string(),
+                        start: offsets.char_of(span.start),
+                        end: offsets.char_of(span.end),
+                        section: section.path.clone(),
+                        tokens: span.tokens,
+                        page: paged.then(|| page_of(span.start)),
+                        context: span.context,
+                        parent: None,
+                    });
+                }
+                a = b + 1;
+            }
+            if chunks.len() - first > 1 {
+                let (s, e) = trim_range(text, section.start, section.end);
+                let parent = (offsets.char_of(s), offsets.char_of(e));
+                chunks[first..].iter_mut().for_each(|c| c.parent = Some(parent));
             }
         }
         chunks
     }
 
-    /// Chunks of one section as (byte start, byte end, tokens).
-    fn split_section(&self, text: &str, s: &Section, format: TextFormat) -> Vec<(usize, usize, usize)> {
+    /// Chunks of one section. Paragraphs are packed together; a table too big for one chunk is split
+    /// between rows, each part carrying the table's header as context; a code block too big is split
+    /// between lines.
+    fn split_section(&self, text: &str, s: &Section, format: TextFormat) -> Vec<Span> {
         let (start, end) = trim_range(text, s.start, s.end);
         if start >= end {
             return vec![];
         }
         let tokens = self.counter.count_tokens(&text[start..end]);
         if tokens <= self.max_tokens {
-            return vec![(start, end, tokens)];
+            return vec![Span::new(start, end, tokens)];
         }
-        let pieces = self.pieces(text, start, end, 0, format);
-        self.merge(text, &pieces)
+        let mut out = Vec::new();
+        let mut run: Vec<Piece> = Vec::new();
+        for (a, b) in paragraphs(text, start, end, format) {
+            let (a, b) = trim_range(text, a, b);
+            if a >= b {
+                continue;
+            }
+            let tokens = self.counter.count_tokens(&text[a..b]);
+            if tokens <= self.max_tokens {
+                run.push(Piece {
+                    start: a,
+                    end: b,
+                    tokens,
+                });
+                continue;
+            }
+            let block = &text[a..b];
+            if format == TextFormat::Markdown && is_table(block) {
+                out.extend(self.merge(text, &std::mem::take(&mut run)));
+                out.extend(self.split_table(text, a, b));
+            } else if format == TextFormat::Markdown && is_fence(block) {
+                out.extend(self.merge(text, &std::mem::take(&mut run)));
+                let lines = self.line_pieces(text, a, b);
+                out.extend(self.merge(text, &lines));
+            } else {
+                run.extend(self.pieces(text, a, b, 1));
+            }
+        }
+        out.extend(self.merge(text, &run));
+        out
     }
 
-    /// Splits [start, end) into pieces of at most `max_tokens`, at the coarsest level that works.
-    fn pieces(&self, text: &str, start: usize, end: usize, level: usize, format: TextFormat) -> Vec<Piece> {
+    /// Rows of an oversized pipe table, packed into chunks that each carry the header as context.
+    fn split_table(&self, text: &str, start: usize, end: usize) -> Vec<Span> {
+        let mut lines = line_ranges(text, start, end);
+        // Header: the first row, plus the `|---|` separator when present.
+        let header_lines = if lines.len() > 1 && is_separator(&text[lines[1].0..lines[1].1]) {
+            2
+        } else {
+            1
+        };
+        // The context is the header row alone: the `|---|` line says nothing, and on a wide table it costs
+        // as many tokens as the names.
+        let header = text[lines[0].0..lines[0].1].trim().to_string();
+        lines.drain(..header_lines.min(lines.len()));
+        let header_tokens = self.counter.count_tokens(&header);
+        // The header travels with every part, like a section heading: it is embedded with the rows but only
+        // half of it counts against their budget, so a wide table (25 columns) still gets whole rows per
+        // chunk, and header + rows stay within twice the budget (the embedder's window). A header longer
+        // than the budget itself is dropped rather than crowding out every row.
+        let (context, budget) = if header_tokens <= self.max_tokens {
+            (Some(header), (self.max_tokens - header_tokens / 2).max(1))
+        } else {
+            (None, self.max_tokens)
+        };
+        let sub = Chunker {
+            counter: self.counter,
+            max_tokens: budget,
+            overlap_tokens: 0,
+        };
+        let rows: Vec<Piece> = lines
+            .into_iter()
+            .flat_map(|(a, b)| {
+                let tokens = sub.counter.count_tokens(&text[a..b]);
+                if tokens <= budget {
+                    vec![Piece {
+                        start: a,
+                        end: b,
+                        tokens,
+                    }]
+                } else {
+                    sub.pieces(text, a, b, 2)
+                }
+            })
+            .collect();
+        let mut spans = sub.merge(text, &rows);
+        spans.iter_mut().for_each(|s| s.context = context.clone());
+        spans
+    }
+
+    /// Lines of a code block as pieces (a line too long falls back to words).
+    fn line_pieces(&self, text: &str, start: usize, end: usize) -> Vec<Piece> {
+        line_ranges(text, start, end)
+            .into_iter()
+            .flat_map(|(a, b)| {
+                let tokens = self.counter.count_tokens(&text[a..b]);
+                if tokens <= self.max_tokens {
+                    vec![Piece {
+                        start: a,
+                        end: b,
+                        tokens,
+                    }]
+                } else {
+                    self.pieces(text, a, b, 2)
+                }
+            })
+            .collect()
+    }
+
+    /// Splits [start, end) into pieces of at most `max_tokens`, at the coarsest level that works
+    /// (1 sentences, 2 words, 3 characters).
+    fn pieces(&self, text: &str, start: usize, end: usize, level: usize) -> Vec<Piece> {
         let ranges = match level {
-            0 => paragraphs(text, start, end, format),
-            1 => sentences(text, start, end),
+            0 | 1 => sentences(text, start, end),
             2 => words(text, start, end),
             _ => chars(text, start, end),
         };
@@ -110,7 +252,7 @@ impl<'a> Chunker<'a> {
                     tokens,
                 });
             } else {
-                out.extend(self.pieces(text, a, b, level + 1, format));
+                out.extend(self.pieces(text, a, b, level + 1));
             }
         }
         out
@@ -119,7 +261,7 @@ impl<'a> Chunker<'a> {
     /// Greedily packs consecutive pieces into chunks, carrying up to `overlap_tokens` of trailing
     /// pieces into the next chunk. A packed chunk is re-counted, since token counts of a
     /// concatenation need not be the sum of the parts; an over-full chunk gives back its last piece.
-    fn merge(&self, text: &str, pieces: &[Piece]) -> Vec<(usize, usize, usize)> {
+    fn merge(&self, text: &str, pieces: &[Piece]) -> Vec<Span> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < pieces.len() {
@@ -135,7 +277,7 @@ impl<'a> Chunker<'a> {
                 j -= 1;
                 counted = self.counter.count_tokens(&text[pieces[i].start..pieces[j - 1].end]);
             }
-            out.push((pieces[i].start, pieces[j - 1].end, counted));
+            out.push(Span::new(pieces[i].start, pieces[j - 1].end, counted));
             if j >= pieces.len() {
                 break;
             }
@@ -238,6 +380,36 @@ fn paragraphs(text: &str, start: usize, end: usize, format: TextFormat) -> Vec<(
         out.push((para_start, end));
     }
     out
+}
+
+/// Line ranges (without their newline) of [start, end).
+fn line_ranges(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = start;
+    for line in text[start..end].split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        if !body.trim().is_empty() {
+            out.push((pos, pos + body.len()));
+        }
+        pos += line.len();
+    }
+    out
+}
+
+/// A Markdown pipe table: every line starts with `|`.
+fn is_table(block: &str) -> bool {
+    block.lines().count() > 1 && block.lines().all(|l| l.trim_start().starts_with('|'))
+}
+
+fn is_separator(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with('|') && t.contains('-') && t.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+}
+
+/// A fenced code block and nothing else.
+fn is_fence(block: &str) -> bool {
+    let t = block.trim();
+    (t.starts_with("```") && t.ends_with("```")) || (t.starts_with("~~~") && t.ends_with("~~~"))
 }
 
 fn sentences(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
@@ -361,6 +533,75 @@ mod tests {
         assert!(chunks.iter().all(|c| c.tokens <= 8));
         let joined: String = chunks.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(joined, blob);
+    }
+
+    #[test]
+    fn pages_split_chunks_and_number_them() {
+        let text = "First page text.\u{c}Second page.\u{c}\u{c}Fourth page after an empty one.";
+        let c = Chunker::new(&WordCounter, &cfg(100, 0));
+        let chunks = c.chunk(&doc(text), TextFormat::Markdown);
+        let got: Vec<(Option<u32>, &str)> = chunks.iter().map(|c| (c.page, c.text.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(1), "First page text."),
+                (Some(2), "Second page."),
+                (Some(4), "Fourth page after an empty one.")
+            ]
+        );
+        for ch in &chunks {
+            assert_eq!(char_slice(text, ch.start, ch.end), ch.text);
+        }
+    }
+
+    #[test]
+    fn big_tables_split_between_rows_and_carry_their_header() {
+        let mut md = String::from("# Stats\n\nIntro line.\n\n| State | Count |\n|---|---|\n");
+        for i in 0..30 {
+            md.push_str(&format!("| State{i} | {} |\n", i * 7));
+        }
+        md.push_str("\nAfter the table.\n");
+        let c = Chunker::new(&WordCounter, &cfg(40, 0));
+        let chunks = c.chunk(&doc(&md), TextFormat::Markdown);
+        let table: Vec<&Chunk> = chunks.iter().filter(|c| c.text.contains("| State")).collect();
+        assert!(table.len() > 2, "the table is split: {}", table.len());
+        for ch in &table {
+            assert_eq!(ch.context.as_deref(), Some("| State | Count |"));
+            for line in ch.text.lines() {
+                assert!(
+                    line.starts_with("| State") && line.ends_with('|'),
+                    "whole rows only: {line:?}"
+                );
+            }
+            assert!(ch.tokens <= 40);
+        }
+        assert!(
+            chunks.iter().all(|c| c.parent.is_some()),
+            "a split section gives its chunks a parent"
+        );
+        let (ps, pe) = chunks[0].parent.unwrap();
+        assert!(char_slice(&md, ps, pe).starts_with("# Stats") && char_slice(&md, ps, pe).ends_with("table."));
+    }
+
+    #[test]
+    fn big_code_blocks_split_between_lines() {
+        let mut md = String::from("```\n");
+        for i in 0..40 {
+            md.push_str(&format!("let x{i} = compute({i}, {});\n", i + 1));
+        }
+        md.push_str("```\n");
+        let c = Chunker::new(&WordCounter, &cfg(30, 0));
+        let chunks = c.chunk(&doc(&md), TextFormat::Markdown);
+        assert!(chunks.len() > 3);
+        for ch in &chunks {
+            let body = ch.text.trim_start_matches("```").trim();
+            for line in body.lines().filter(|l| !l.starts_with("```")) {
+                assert!(
+                    line.starts_with("let x") && line.ends_with(");"),
+                    "whole lines only: {line:?}"
+                );
+            }
+        }
     }
 
     proptest! {

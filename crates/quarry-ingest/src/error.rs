@@ -17,6 +17,9 @@ pub enum Error {
         line: usize,
         message: String,
     },
+    /// The file is of a known format but cannot be used: corrupt, encrypted, truncated, too large.
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
     #[error("{}: unsupported file type", path.display())]
     Unsupported { path: PathBuf },
     #[error("{}: document id `{id}` is already used by {other}", path.display())]

@@ -1,4 +1,5 @@
-//! BEIR-style JSON Lines: one document per line, `{"_id", "title", "text", "metadata"}`.
+//! JSON Lines: one document per line. BEIR-style records `{"_id", "title", "text", "metadata"}` keep
+//! their id; records without `text` are rows written by the row template.
 //! A malformed line is reported with its line number; the other lines still load.
 
 use std::collections::HashMap;
@@ -9,9 +10,14 @@ use serde::Deserialize;
 
 use crate::chunker::TextFormat;
 use crate::error::Error;
+use crate::json::object_row;
 use crate::loader::{utf8, Loaded, Loader};
+use crate::record::RowTemplate;
 
-pub struct JsonlLoader;
+pub struct JsonlLoader {
+    /// For records without a `text` field: how their fields are written as a document.
+    pub template: RowTemplate,
+}
 
 #[derive(Deserialize)]
 struct Record {
@@ -54,7 +60,23 @@ impl Loader for JsonlLoader {
                 line: line_no,
                 message,
             };
-            let rec: Record = match serde_json::from_str(line) {
+            let value: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    out.errors.push(bad(format!("invalid JSON record: {e}")));
+                    continue;
+                }
+            };
+            // A record without `text` is a row of fields, rendered by the template.
+            if let Some(obj) = value.as_object().filter(|o| !o.contains_key("text")) {
+                let mut doc = self.template.document(source, None, line_no, &object_row(obj), "jsonl");
+                doc.id = format!("{source}#line={line_no}");
+                if !doc.text.trim().is_empty() {
+                    out.documents.push(doc);
+                }
+                continue;
+            }
+            let rec: Record = match serde_json::from_value(value) {
                 Ok(r) => r,
                 Err(e) => {
                     out.errors.push(bad(format!("invalid JSON record: {e}")));
@@ -124,9 +146,11 @@ mod tests {
             r#"{"_id": "e", "text": "  "}"#,
             "\n",
         );
-        let loaded = JsonlLoader
-            .load(Path::new("c.jsonl"), "c.jsonl", data.as_bytes())
-            .unwrap();
+        let loaded = JsonlLoader {
+            template: RowTemplate::default(),
+        }
+        .load(Path::new("c.jsonl"), "c.jsonl", data.as_bytes())
+        .unwrap();
         let ids: Vec<&str> = loaded.documents.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "7"]);
         assert_eq!(loaded.documents[0].metadata["year"], MetaValue::Number(2020.0));
@@ -143,11 +167,17 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_empty_files_name_the_file() {
-        let e = JsonlLoader
-            .load(Path::new("x.jsonl"), "x", b"{\"_id\":\"1\",\xff}")
-            .unwrap_err();
+        let e = JsonlLoader {
+            template: RowTemplate::default(),
+        }
+        .load(Path::new("x.jsonl"), "x", b"{\"_id\":\"1\",\xff}")
+        .unwrap_err();
         assert_eq!(e.to_string(), "x.jsonl: invalid UTF-8 at byte 11");
-        let e = JsonlLoader.load(Path::new("y.jsonl"), "y", b"  \n").unwrap_err();
+        let e = JsonlLoader {
+            template: RowTemplate::default(),
+        }
+        .load(Path::new("y.jsonl"), "y", b"  \n")
+        .unwrap_err();
         assert_eq!(e.to_string(), "y.jsonl: empty file");
     }
 }

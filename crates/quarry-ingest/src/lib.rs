@@ -14,13 +14,24 @@
 //! ```
 
 pub mod chunker;
+pub mod crawl;
+pub mod csv;
+pub mod docx;
 pub mod error;
+pub mod html;
+pub mod json;
 pub mod jsonl;
 pub mod loader;
+pub mod pdf;
 pub mod pipeline;
+pub mod record;
+pub mod sql;
+pub mod sqlite;
 pub mod text;
+pub mod web;
 
 pub use chunker::{Chunker, TextFormat};
 pub use error::{Error, Result};
-pub use loader::{detect, Loaded, Loader};
+pub use loader::{LoadOptions, Loaded, Loader, Loaders};
 pub use pipeline::{source_name, Ingestor, Observer, Silent, Summary};
+pub use record::RowTemplate;

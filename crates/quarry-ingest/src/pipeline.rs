@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunker::{Chunker, TextFormat};
 use crate::error::Error;
-use crate::loader::detect;
+use crate::loader::{LoadOptions, Loaders};
 
 /// Progress callbacks; the CLI draws bars from them, tests ignore them.
 pub trait Observer: Sync {
@@ -42,12 +42,33 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+impl Summary {
+    /// Adds another pass's counts and messages to this one.
+    pub fn merge(&mut self, other: Summary) {
+        self.files += other.files;
+        self.files_unchanged += other.files_unchanged;
+        self.documents_added += other.documents_added;
+        self.documents_updated += other.documents_updated;
+        self.documents_unchanged += other.documents_unchanged;
+        self.documents_removed += other.documents_removed;
+        self.chunks_written += other.chunks_written;
+        self.skipped.extend(other.skipped);
+        self.errors.extend(other.errors);
+    }
+
+    /// True when the pass changed nothing in the index.
+    pub fn is_noop(&self) -> bool {
+        self.documents_added + self.documents_updated + self.documents_removed == 0
+    }
+}
+
 pub struct Ingestor<'a> {
     index: &'a dyn Index,
     embedder: &'a dyn Embedder,
     chunking: ChunkingConfig,
     settings_hash: String,
     batch_docs: usize,
+    loaders: Loaders,
 }
 
 impl<'a> Ingestor<'a> {
@@ -56,7 +77,7 @@ impl<'a> Ingestor<'a> {
             "model": embedder.model_id(),
             "max_tokens": chunking.max_tokens,
             "overlap_tokens": chunking.overlap_tokens,
-            "chunker": 1,
+            "chunker": 2,
         });
         let settings_hash = hex(&Sha256::digest(settings.to_string().as_bytes()));
         Ingestor {
@@ -65,7 +86,27 @@ impl<'a> Ingestor<'a> {
             chunking,
             settings_hash,
             batch_docs: 64,
+            loaders: Loaders::default(),
         }
+    }
+
+    /// Uses loaders built with these options (row templates); they are part of the settings hash,
+    /// so changing them re-ingests what they affect.
+    pub fn with_loaders(mut self, opts: &LoadOptions) -> Self {
+        self.loaders = Loaders::new(opts);
+        let mut h = Sha256::new();
+        h.update(self.settings_hash.as_bytes());
+        h.update(format!("{:?}|{:?}", opts.rows.text, opts.rows.title).as_bytes());
+        self.settings_hash = hex(&h.finalize());
+        self
+    }
+
+    pub(crate) fn index(&self) -> &dyn Index {
+        self.index
+    }
+
+    pub(crate) fn loaders(&self) -> &Loaders {
+        &self.loaders
     }
 
     /// Ingests files and folders. A folder is mirrored: sources previously ingested from below it
@@ -108,6 +149,47 @@ impl<'a> Ingestor<'a> {
         summary
     }
 
+    /// Applies changes reported for paths (by a file watcher): a file that exists is ingested (skipped when
+    /// unchanged), a folder that exists is mirrored, and a path that no longer exists is removed from every
+    /// index together with everything that was ingested from below it.
+    pub fn apply_changes(&self, paths: &[PathBuf], observer: &dyn Observer) -> Summary {
+        let mut summary = Summary::default();
+        let mut present = Vec::new();
+        let mut gone = BTreeSet::new();
+        for p in paths {
+            if p.exists() {
+                present.push(p.clone());
+            } else {
+                gone.insert(source_name(p));
+            }
+        }
+        if !gone.is_empty() {
+            match self.index.list_sources() {
+                Ok(sources) => {
+                    for rec in sources.iter().filter(|r| {
+                        gone.iter()
+                            .any(|g| r.source == *g || r.source.starts_with(&format!("{g}/")))
+                    }) {
+                        match self.index.delete_source(&rec.source) {
+                            Ok(n) => summary.documents_removed += n,
+                            Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
+                        }
+                    }
+                }
+                Err(e) => summary.errors.push(format!("listing sources: {e}")),
+            }
+        }
+        if present.is_empty() {
+            if let Err(e) = self.index.flush() {
+                summary.errors.push(format!("flushing indexes: {e}"));
+            }
+            return summary;
+        }
+        let more = self.ingest_paths(&present, observer);
+        summary.merge(more);
+        summary
+    }
+
     fn remove_vanished(&self, root: &str, seen: &HashSet<String>, summary: &mut Summary) {
         let prefix = format!("{}/", root.trim_end_matches('/'));
         match self.index.list_sources() {
@@ -140,9 +222,27 @@ impl<'a> Ingestor<'a> {
                 )
             }
         };
+        let load = |bytes: &[u8]| match self.loaders.detect(path, bytes) {
+            Some(loader) => loader.load(path, source, bytes).map(Some),
+            None => Ok(None),
+        };
+        self.ingest_bytes(path, source, &bytes, load, summary, observer);
+    }
+
+    /// Ingests one source whose bytes are in hand: skipped when they (and the settings) are unchanged,
+    /// else loaded by `load` (`Ok(None)`: a type Quarry does not read) and written document by document.
+    pub(crate) fn ingest_bytes(
+        &self,
+        path: &Path,
+        source: &str,
+        bytes: &[u8],
+        load: impl FnOnce(&[u8]) -> Result<Option<crate::loader::Loaded>, Error>,
+        summary: &mut Summary,
+        observer: &dyn Observer,
+    ) {
         let mut h = Sha256::new();
         h.update(self.settings_hash.as_bytes());
-        h.update(&bytes);
+        h.update(bytes);
         let file_hash = hex(&h.finalize());
         let previous = match self.index.source(source) {
             Ok(p) => p,
@@ -155,13 +255,13 @@ impl<'a> Ingestor<'a> {
                 return;
             }
         }
-        let Some(loader) = detect(path, &bytes) else {
-            summary.skipped.push(path.display().to_string());
-            return;
-        };
+        if bytes.is_empty() {
+            return summary.errors.push(Error::Empty { path: path.into() }.to_string());
+        }
         // A file that no longer loads keeps what it contributed before: bad input never erases data.
-        let loaded = match loader.load(path, source, &bytes) {
-            Ok(l) => l,
+        let loaded = match load(bytes) {
+            Ok(Some(l)) => l,
+            Ok(None) => return summary.skipped.push(path.display().to_string()),
             Err(e) => return summary.errors.push(e.to_string()),
         };
         let complete = loaded.errors.is_empty();
@@ -278,11 +378,45 @@ impl<'a> Ingestor<'a> {
 
 /// The identifier stored for a file: its canonical path where it exists, so the same file ingested
 /// from another working directory is recognised.
+/// A path that no longer exists is named through its nearest existing ancestor, so a deleted file maps to
+/// the name it was ingested under.
 pub fn source_name(p: &Path) -> String {
-    std::fs::canonicalize(p)
-        .unwrap_or_else(|_| p.to_path_buf())
-        .display()
-        .to_string()
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c.display().to_string();
+    }
+    let mut missing = Vec::new();
+    let mut cur = p;
+    while let (Some(parent), Some(name)) = (cur.parent(), cur.file_name()) {
+        missing.push(name.to_os_string());
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(mut c) = std::fs::canonicalize(parent) {
+            c.extend(missing.iter().rev());
+            return c.display().to_string();
+        }
+        cur = parent;
+    }
+    p.display().to_string()
+}
+
+/// Paths below `root` that a folder sync never reads: hidden files and folders, editor backups and swap
+/// files, and downloads still in progress.
+pub fn ignored(root: &Path, path: &Path) -> bool {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().any(|c| {
+        let name = c.as_os_str().to_string_lossy();
+        name.starts_with('.') && name != "." && name != ".."
+    }) || path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.ends_with('~')
+            || n.starts_with("~$")
+            || [".swp", ".swx", ".tmp", ".part", ".crdownload"]
+                .iter()
+                .any(|e| n.ends_with(e))
+    })
 }
 
 /// Files below a folder in a stable order; hidden files and folders are skipped.
@@ -291,7 +425,7 @@ fn walk(root: &Path, summary: &mut Summary) -> Vec<PathBuf> {
     let it = walkdir::WalkDir::new(root)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.')));
+        .filter_entry(|e| e.depth() == 0 || !ignored(root, e.path()));
     for entry in it {
         match entry {
             Ok(e) if e.file_type().is_file() || e.path_is_symlink() => out.push(e.into_path()),

@@ -31,7 +31,8 @@ pub fn run(settings: &Settings, question: &str, opts: &QueryOpts, json: bool) ->
             } else {
                 format!("{} ({})", c.doc_id, c.source)
             };
-            println!("[{}] {name}, characters {}..{}", c.n, c.start, c.end);
+            let at = c.page.map(|p| format!("p. {p}, ")).unwrap_or_default();
+            println!("[{}] {name}, {at}characters {}..{}", c.n, c.start, c.end);
             println!("    {}", snippet(&c.text, 160));
         }
     }

@@ -10,11 +10,29 @@ mod eval;
 mod ingest;
 mod search;
 mod status;
+mod watch;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::from_cli(&cli)?;
     match cli.command {
-        Command::Ingest { paths, json } => ingest::run(&settings, &paths, json),
+        Command::Ingest {
+            paths,
+            rows,
+            crawl,
+            json,
+        } => ingest::run(&settings, &paths, &rows, &crawl, json, false),
+        Command::Sync {
+            paths,
+            rows,
+            crawl,
+            json,
+        } => ingest::run(&settings, &paths, &rows, &crawl, json, true),
+        Command::Watch {
+            paths,
+            rows,
+            debounce_ms,
+        } => watch::run(&settings, &paths, &rows, std::time::Duration::from_millis(debounce_ms)),
+        Command::Extract { paths, rows } => ingest::extract(&paths, &rows),
         Command::Search(args) => search::run(&settings, &args),
         Command::Ask { question, opts, json } => ask::run(&settings, &question, &opts, json),
         Command::Status { json } => status::run(&settings, json),

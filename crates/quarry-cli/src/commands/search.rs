@@ -37,7 +37,7 @@ pub fn run(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
             .map(|p| {
                 serde_json::json!({
                     "rank": p.n, "score": p.score, "doc_id": p.chunk.chunk.doc_id, "chunk_id": p.chunk.id,
-                    "source": p.chunk.source, "title": p.chunk.title, "section": p.chunk.chunk.section,
+                    "source": p.chunk.source, "title": p.chunk.title, "section": p.chunk.chunk.section, "page": p.chunk.chunk.page, "context": p.chunk.chunk.context,
                     "start": p.chunk.chunk.start, "end": p.chunk.chunk.end, "text": p.chunk.chunk.text,
                 })
             })
@@ -50,7 +50,8 @@ pub fn run(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
         }
         for p in &passages {
             let title = p.chunk.title.as_deref().unwrap_or(&p.chunk.chunk.doc_id);
-            println!("{:>2}. [{:.4}] {} ({})", p.n, p.score, title, p.chunk.source);
+            let at = p.chunk.chunk.locator().map(|l| format!(", {l}")).unwrap_or_default();
+            println!("{:>2}. [{:.4}] {} ({}{at})", p.n, p.score, title, p.chunk.source);
             println!("    {}", snippet(&p.chunk.chunk.text, 200));
         }
     }
