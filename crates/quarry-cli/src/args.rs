@@ -137,7 +137,8 @@ pub enum EvalCommand {
     },
 }
 
-/// How rows of tables (CSV/TSV, JSON records, SQL dumps, SQLite) are written as documents.
+/// How files become documents: row templates for tables (CSV/TSV, JSON records, SQL dumps, SQLite), and
+/// near-duplicate handling.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RowOpts {
     /// Document text for each row, with `{column}` placeholders (default: a `column: value` line per column).
@@ -146,6 +147,10 @@ pub struct RowOpts {
     /// Document title for each row, with `{column}` placeholders (default: table and row number).
     #[arg(long, value_name = "TEMPLATE")]
     pub title_template: Option<String>,
+    /// Index near-duplicate documents too (by default a document whose text nearly equals an indexed
+    /// one is reported and skipped).
+    #[arg(long)]
+    pub keep_duplicates: bool,
 }
 
 impl RowOpts {

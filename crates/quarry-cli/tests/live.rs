@@ -288,3 +288,100 @@ fn mixed_formats_answer_with_page_and_row_citations() {
     let hits = top_sources(&data, "Friday Facts 0.17 in sight", "hybrid");
     assert!(hits[0].ends_with("source.html"), "{hits:?}");
 }
+
+const ARTICLE: &str =
+    "# Lighthouses\n\nA lighthouse is a tower, building, or other structure designed to emit light from a \
+system of lamps and lenses and to serve as a beacon for navigational aid for maritime pilots at sea or on inland \
+waterways. Lighthouses mark dangerous coastlines, hazardous shoals, reefs, rocks, and safe entries to harbors; they \
+also assist in aerial navigation. Once widely used, the number of operational lighthouses has declined due to the \
+expense of maintenance and the advent of much cheaper, more sophisticated, and more effective electronic navigational \
+systems.";
+
+#[test]
+fn near_duplicates_are_reported_then_indexed_once_the_original_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("docs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a-original.md"), ARTICLE).unwrap();
+    // The same article exported again: other line breaks, case and punctuation.
+    let copy = ARTICLE.replace(". ", ".\n\n").replace(';', ",").to_uppercase();
+    std::fs::write(dir.join("b-copy.txt"), copy).unwrap();
+    let data = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let s = json(&quarry(&data, &["sync", d, "--json"]))["summary"].clone();
+    assert_eq!(s["documents_added"], 1, "{s}");
+    let dup = s["duplicates"][0].as_str().unwrap();
+    assert!(
+        dup.contains("b-copy.txt") && dup.contains("near-duplicate of") && dup.contains("a-original.md"),
+        "{dup}"
+    );
+    // --keep-duplicates indexes it anyway; without it, removing the original lets the copy in.
+    std::fs::remove_file(dir.join("a-original.md")).unwrap();
+    let s = json(&quarry(&data, &["sync", d, "--json"]))["summary"].clone();
+    assert_eq!(
+        (s["documents_added"].as_u64(), s["documents_removed"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    assert!(top_sources(&data, "lighthouse beacon maritime", "bm25")[0].ends_with("b-copy.txt"));
+    std::fs::write(dir.join("c-again.md"), ARTICLE).unwrap();
+    let s = json(&quarry(&data, &["sync", d, "--json", "--keep-duplicates"]))["summary"].clone();
+    assert_eq!(s["documents_added"], 1, "{s}");
+    assert!(s["duplicates"].as_array().unwrap().is_empty(), "{s}");
+}
+
+#[test]
+fn bad_files_are_named_and_nothing_indexed_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("inbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("good.md"),
+        "# Kiln\n\nThe kiln fires at 1200 degrees for stoneware glazes.",
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.pdf"), b"%PDF-1.7\nnot really a pdf").unwrap();
+    std::fs::write(dir.join("notzip.docx"), b"this is not a zip archive").unwrap();
+    std::fs::write(dir.join("ragged.csv"), "name,colour\nash,grey\nbirch\nelm,brown\n").unwrap();
+    std::fs::write(dir.join("bad.sql"), "INSERT INTO t VALUES (1, 'unterminated);\n").unwrap();
+    std::fs::write(dir.join("empty.txt"), b"").unwrap();
+    std::fs::write(dir.join("latin1.txt"), b"caf\xe9 cr\xe8me").unwrap();
+    // One enormous line, no newline: split between words, indexed.
+    let line: String = (0..6_000).map(|i| format!("word{} ", i % 997)).collect::<String>() + "needleinthehaystack";
+    std::fs::write(dir.join("oneline.txt"), &line).unwrap();
+    let data = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+
+    let out = quarry(&data, &["ingest", d, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = json(&out)["summary"].clone();
+    let errors: Vec<String> = s["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    for (file, says) in [
+        ("broken.pdf", "not a readable PDF"),
+        ("notzip.docx", ""),
+        ("ragged.csv:3", "row has 1 fields but the header has 2"),
+        ("bad.sql", ""),
+        ("empty.txt", "empty file"),
+        ("latin1.txt", "invalid UTF-8 at byte 3"),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(file) && e.contains(says)),
+            "no error naming {file} ({says}) in {errors:#?}"
+        );
+    }
+    // good.md, two good CSV rows, the long line.
+    assert_eq!(s["documents_added"], 4, "{s}");
+    assert!(top_sources(&data, "needleinthehaystack", "bm25")[0].ends_with("oneline.txt"));
+
+    // A file that turns bad keeps what it contributed: bad input never erases data.
+    std::fs::write(dir.join("good.md"), b"\xff\xfe\xfa garbage").unwrap();
+    let out = quarry(&data, &["sync", d, "--json"]);
+    let s = json(&out)["summary"].clone();
+    assert_eq!(s["documents_removed"], 0, "{s}");
+    assert!(top_sources(&data, "kiln stoneware glazes", "bm25")[0].ends_with("good.md"));
+}

@@ -101,6 +101,9 @@ pub struct RetrievalConfig {
     pub rrf_k: f32,
     /// Weight of the dense scores in weighted fusion.
     pub dense_weight: f32,
+    /// Small-to-big: a matching chunk is handed to the generator as its whole section (or with its
+    /// neighbouring chunks when the section is long); passages that expand to the same span merge.
+    pub expand_to_parent: bool,
 }
 
 impl Default for RetrievalConfig {
@@ -115,6 +118,7 @@ impl Default for RetrievalConfig {
             fusion: Fusion::Weighted,
             rrf_k: 60.0,
             dense_weight: 0.5,
+            expand_to_parent: false,
         }
     }
 }

@@ -11,6 +11,28 @@ pub struct Passage {
     pub n: usize,
     pub chunk: StoredChunk,
     pub score: f32,
+    /// With small-to-big retrieval: the larger span (the chunk's section, or its neighbours) that is
+    /// given to the generator in place of the chunk that matched.
+    pub expanded: Option<Expanded>,
+}
+
+/// A span of a document's text, by character offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expanded {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Passage {
+    /// The evidence text and its starting character offset in the document: the expanded span when
+    /// there is one, else the chunk.
+    pub fn evidence(&self) -> (&str, usize) {
+        match &self.expanded {
+            Some(e) => (&e.text, e.start),
+            None => (&self.chunk.chunk.text, self.chunk.chunk.start),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

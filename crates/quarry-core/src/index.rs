@@ -16,6 +16,9 @@ pub struct IndexedDocument {
     pub content_hash: String,
     pub chunks: Vec<Chunk>,
     pub embeddings: Vec<Vec<f32>>,
+    /// SimHash of the document's words, for near-duplicate detection; `None` for documents too short
+    /// to compare (table rows, records).
+    pub fingerprint: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +85,8 @@ pub trait Index: Send + Sync {
     fn list_sources(&self) -> Result<Vec<SourceRecord>>;
     /// Removes a source record and every document it contributed.
     fn delete_source(&self, source: &str) -> Result<usize>;
+    /// Near-duplicate fingerprints of the stored documents that have one, as (document id, SimHash).
+    fn fingerprints(&self) -> Result<Vec<(String, u64)>>;
 
     /// BM25 over chunk text; only chunks matching `filter` are scored.
     fn lexical_search(&self, query: &str, filter: Option<&Filter>, k: usize) -> Result<Vec<Hit>>;

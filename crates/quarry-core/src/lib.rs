@@ -29,6 +29,6 @@ pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use embedder::{Embedder, TokenCounter};
 pub use error::{Error, Result};
 pub use filter::Filter;
-pub use generator::{Answer, Citation, Generator, Passage};
+pub use generator::{Answer, Citation, Expanded, Generator, Passage};
 pub use hit::{Hit, SearchMode};
 pub use index::{DocumentVersion, Index, IndexStats, IndexedDocument, SourceRecord, StoredChunk, StoredDocument};

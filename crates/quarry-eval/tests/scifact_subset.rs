@@ -69,6 +69,7 @@ fn scifact_subset_stays_at_or_above_baseline() {
     let index =
         Arc::new(EmbeddedIndex::open(&tmp.path().join("data"), cfg.index.clone(), Some(embedder.model_id())).unwrap());
     let summary = Ingestor::new(index.as_ref(), embedder.as_ref(), cfg.chunking.clone())
+        .with_dedup(false)
         .ingest_paths(&[dir.join("corpus.jsonl")], &Silent);
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
     let ds = BeirDataset::load(&dir, "test").unwrap();

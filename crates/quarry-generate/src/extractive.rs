@@ -42,7 +42,7 @@ impl ExtractiveGenerator {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for p in passages.iter().take(self.max_passages) {
-            let text = p.chunk.chunk.text.as_str();
+            let (text, base) = p.evidence();
             let offsets = CharOffsets::new(text);
             for (b, s) in text.split_sentence_bound_indices() {
                 let trimmed = s.trim();
@@ -55,8 +55,8 @@ impl ExtractiveGenerator {
                 out.push(Candidate {
                     passage: p,
                     text: trimmed,
-                    start: p.chunk.chunk.start + offsets.char_of(sb),
-                    end: p.chunk.chunk.start + offsets.char_of(eb),
+                    start: base + offsets.char_of(sb),
+                    end: base + offsets.char_of(eb),
                     score: 0.0,
                 });
             }
@@ -165,6 +165,7 @@ mod tests {
         Passage {
             n,
             score: 1.0,
+            expanded: None,
             chunk: StoredChunk {
                 id: n as u64 * 100,
                 source: format!("doc{n}.txt"),

@@ -331,6 +331,10 @@ impl Index for EmbeddedIndex {
         Ok(self.store.sources()?)
     }
 
+    fn fingerprints(&self) -> quarry_core::Result<Vec<(String, u64)>> {
+        Ok(self.store.fingerprints()?)
+    }
+
     fn delete_source(&self, source: &str) -> quarry_core::Result<usize> {
         let ids = self.store.source(source)?.map(|r| r.doc_ids).unwrap_or_default();
         Ok(self.delete_inner(&ids, Some(source))?)

@@ -14,6 +14,8 @@ const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Document id → SimHash, for near-duplicate detection (only documents long enough to compare).
+const FINGERPRINTS: TableDefinition<&str, u64> = TableDefinition::new("fingerprints");
 
 /// Bumped when the on-disk layout changes; older stores are migrated or refused.
 pub const FORMAT_VERSION: &str = "1";
@@ -63,6 +65,7 @@ impl Store {
             txn.open_table(CHUNKS).map_err(|e| store.err(e))?;
             txn.open_table(VECTORS).map_err(|e| store.err(e))?;
             txn.open_table(SOURCES).map_err(|e| store.err(e))?;
+            txn.open_table(FINGERPRINTS).map_err(|e| store.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| store.err(e))?;
             let version = meta
                 .get("format_version")
@@ -121,6 +124,7 @@ impl Store {
             let mut dt = txn.open_table(DOCS).map_err(|e| self.err(e))?;
             let mut ct = txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
             let mut vt = txn.open_table(VECTORS).map_err(|e| self.err(e))?;
+            let mut ft = txn.open_table(FINGERPRINTS).map_err(|e| self.err(e))?;
             let get = |t: &redb::Table<&str, &str>, k: &str| -> Result<Option<String>> {
                 Ok(t.get(k).map_err(|e| self.err(e))?.map(|v| v.value().to_string()))
             };
@@ -194,6 +198,11 @@ impl Store {
                 let json = serde_json::to_vec(&doc).map_err(|e| self.err(e))?;
                 dt.insert(d.document.id.as_str(), json.as_slice())
                     .map_err(|e| self.err(e))?;
+                match d.fingerprint {
+                    Some(f) => ft.insert(d.document.id.as_str(), f).map(|_| ()),
+                    None => ft.remove(d.document.id.as_str()).map(|_| ()),
+                }
+                .map_err(|e| self.err(e))?;
             }
             meta.insert("next_chunk_id", next.to_string().as_str())
                 .map_err(|e| self.err(e))?;
@@ -229,7 +238,9 @@ impl Store {
             let mut vt = txn.open_table(VECTORS).map_err(|e| self.err(e))?;
             let mut st = txn.open_table(SOURCES).map_err(|e| self.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut ft = txn.open_table(FINGERPRINTS).map_err(|e| self.err(e))?;
             for id in ids {
+                ft.remove(id.as_str()).map_err(|e| self.err(e))?;
                 let old = dt
                     .remove(id.as_str())
                     .map_err(|e| self.err(e))?
@@ -304,6 +315,17 @@ impl Store {
         for row in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
             out.push(serde_json::from_slice(v.value()).map_err(|e| self.corrupt(k.value(), e))?);
+        }
+        Ok(out)
+    }
+
+    pub fn fingerprints(&self) -> Result<Vec<(String, u64)>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(FINGERPRINTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value().to_string(), v.value()));
         }
         Ok(out)
     }

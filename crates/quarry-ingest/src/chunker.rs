@@ -37,6 +37,10 @@ struct Piece {
     tokens: usize,
 }
 
+/// A section longer than this many chunks is too long to hand to a generator whole: its chunks' parents
+/// are their neighbourhoods instead.
+const PARENT_MAX_CHUNKS: usize = 4;
+
 /// A finished chunk's byte range, token count and context (a table header).
 #[derive(Debug, Clone)]
 struct Span {
@@ -111,9 +115,19 @@ impl<'a> Chunker<'a> {
                 a = b + 1;
             }
             if chunks.len() - first > 1 {
+                // The parent is the section when it is a readable size, else the chunk with its neighbours.
                 let (s, e) = trim_range(text, section.start, section.end);
-                let parent = (offsets.char_of(s), offsets.char_of(e));
-                chunks[first..].iter_mut().for_each(|c| c.parent = Some(parent));
+                if self.counter.count_tokens(&text[s..e]) <= PARENT_MAX_CHUNKS * self.max_tokens {
+                    let parent = (offsets.char_of(s), offsets.char_of(e));
+                    chunks[first..].iter_mut().for_each(|c| c.parent = Some(parent));
+                } else {
+                    let bounds: Vec<(usize, usize)> = chunks[first..].iter().map(|c| (c.start, c.end)).collect();
+                    for (i, c) in chunks[first..].iter_mut().enumerate() {
+                        let from = bounds[i.saturating_sub(1)].0;
+                        let to = bounds[(i + 1).min(bounds.len() - 1)].1;
+                        c.parent = Some((from, to));
+                    }
+                }
             }
         }
         chunks
@@ -579,8 +593,13 @@ mod tests {
             chunks.iter().all(|c| c.parent.is_some()),
             "a split section gives its chunks a parent"
         );
-        let (ps, pe) = chunks[0].parent.unwrap();
-        assert!(char_slice(&md, ps, pe).starts_with("# Stats") && char_slice(&md, ps, pe).ends_with("table."));
+        // This section is over four chunks long: each chunk's parent is the chunk with its neighbours.
+        for (i, c) in chunks.iter().enumerate() {
+            let (ps, pe) = c.parent.unwrap();
+            assert_eq!(ps, chunks[i.saturating_sub(1)].start);
+            assert_eq!(pe, chunks[(i + 1).min(chunks.len() - 1)].end);
+            assert!(char_slice(&md, ps, pe).contains(&c.text));
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! CSV and TSV: one document per data row, the header naming the columns.
 //!
-//! A ragged row (more or fewer fields than the header) makes the whole file fail with the row's line:
-//! loading the other rows would index a table with silently shifted columns.
+//! A ragged row (more or fewer fields than the header) is reported with its line and left out; the other
+//! rows are indexed under their own row numbers (each record is parsed on its own, so a bad row cannot
+//! shift the columns of the next), and the file is looked at again on the next sync.
 
 use std::path::Path;
 
@@ -34,6 +35,19 @@ impl CsvLoader {
 /// Parses a delimited file into rows of text cells, exactly as written, checking every row's width.
 /// (Numeric filters still work on them: metadata strings compare as numbers when they parse.)
 pub fn parse(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Row>, Error> {
+    let (rows, mut errors) = parse_lenient(path, text, delimiter)?;
+    match errors.is_empty() {
+        true => Ok(rows.into_iter().map(|(_, r)| r).collect()),
+        false => Err(errors.remove(0)),
+    }
+}
+
+/// Numbered rows, and the errors of the rows left out.
+pub type Parsed = (Vec<(usize, Row)>, Vec<Error>);
+
+/// Rows with their 1-based numbers, and an error for each row that could not be used (the others are
+/// kept, numbered as in the file, so ids stay stable when a bad row is fixed).
+pub fn parse_lenient(path: &Path, text: &str, delimiter: u8) -> Result<Parsed, Error> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
@@ -59,27 +73,36 @@ pub fn parse(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Row>, Error> 
         names.push(name);
     }
     let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            bad(line, format!("unreadable row: {e}"))
-        })?;
+    let mut errors = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(bad(line, format!("unreadable row: {e}")));
+                continue;
+            }
+        };
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != names.len() {
-            return Err(bad(
+            errors.push(bad(
                 line,
                 format!("row has {} fields but the header has {}", record.len(), names.len()),
             ));
+            continue;
         }
-        rows.push(Row {
-            fields: names
-                .iter()
-                .cloned()
-                .zip(record.iter().map(|cell| Field::Text(cell.to_string())))
-                .collect(),
-        });
+        rows.push((
+            i + 1,
+            Row {
+                fields: names
+                    .iter()
+                    .cloned()
+                    .zip(record.iter().map(|cell| Field::Text(cell.to_string())))
+                    .collect(),
+            },
+        ));
     }
-    Ok(rows)
+    Ok((rows, errors))
 }
 
 impl Loader for CsvLoader {
@@ -93,17 +116,16 @@ impl Loader for CsvLoader {
 
     fn load(&self, path: &Path, source: &str, bytes: &[u8]) -> Result<Loaded, Error> {
         let text = utf8(path, bytes)?;
-        let rows = parse(path, text, self.delimiter)?;
+        let (rows, errors) = parse_lenient(path, text, self.delimiter)?;
         let documents = rows
             .iter()
-            .enumerate()
-            .map(|(i, row)| self.template.document(source, None, i + 1, row, self.name()))
+            .map(|(n, row)| self.template.document(source, None, *n, row, self.name()))
             .filter(|d| !d.text.trim().is_empty())
             .collect();
         Ok(Loaded {
             documents,
             format: Some(TextFormat::Plain),
-            errors: vec![],
+            errors,
         })
     }
 }
@@ -131,12 +153,24 @@ mod tests {
     }
 
     #[test]
-    fn ragged_rows_fail_the_file_with_the_line() {
-        let data = "a,b,c\n1,2,3\n4,5\n";
-        let e = CsvLoader::csv(RowTemplate::default())
+    fn ragged_rows_are_reported_with_their_line_and_the_rest_kept() {
+        let data = "a,b,c\n1,2,3\n4,5\n6,7,8\n";
+        let l = CsvLoader::csv(RowTemplate::default())
             .load(Path::new("r.csv"), "r.csv", data.as_bytes())
-            .unwrap_err();
-        assert_eq!(e.to_string(), "r.csv:3: row has 2 fields but the header has 3");
+            .unwrap();
+        assert_eq!(l.errors.len(), 1);
+        assert_eq!(
+            l.errors[0].to_string(),
+            "r.csv:3: row has 2 fields but the header has 3"
+        );
+        let ids: Vec<&str> = l.documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["r.csv#row=1", "r.csv#row=3"]);
+        let e = parse(Path::new("r.csv"), data, b',').unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.csv:3: row has 2 fields but the header has 3",
+            "strict parsing fails"
+        );
     }
 
     #[test]

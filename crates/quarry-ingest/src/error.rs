@@ -24,6 +24,8 @@ pub enum Error {
     Unsupported { path: PathBuf },
     #[error("{}: document id `{id}` is already used by {other}", path.display())]
     DuplicateId { path: PathBuf, id: String, other: String },
+    #[error("a lock was poisoned by a panic in another thread")]
+    Poisoned,
     #[error("{}: {source}", path.display())]
     Index { path: PathBuf, source: quarry_core::Error },
 }

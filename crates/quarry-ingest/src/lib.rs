@@ -16,6 +16,7 @@
 pub mod chunker;
 pub mod crawl;
 pub mod csv;
+pub mod dedup;
 pub mod docx;
 pub mod error;
 pub mod html;

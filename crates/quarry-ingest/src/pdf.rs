@@ -616,7 +616,8 @@ impl crate::loader::Loader for PdfLoader {
             path: path.to_path_buf(),
             reason,
         };
-        let pdf = extract(bytes).map_err(|e| invalid(e.to_string()))?;
+        let mut pdf = extract(bytes).map_err(|e| invalid(e.to_string()))?;
+        let boilerplate = strip_running_lines(&mut pdf.pages);
         let mut errors = Vec::new();
         if !pdf.empty_pages.is_empty() {
             // Indexed anyway, but never silently: a partly scanned PDF is reported page by page.
@@ -634,6 +635,9 @@ impl crate::loader::Loader for PdfLoader {
         let mut metadata = Metadata::new();
         metadata.insert("format".into(), MetaValue::String("pdf".into()));
         metadata.insert("pages".into(), MetaValue::Number(pdf.pages.len() as f64));
+        if boilerplate > 0 {
+            metadata.insert("running_lines_removed".into(), MetaValue::Number(boilerplate as f64));
+        }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(source).to_string();
         // Form feeds inside a page would shift page numbers: the extractor never emits them, but be sure.
         let text = pdf
@@ -656,6 +660,73 @@ impl crate::loader::Loader for PdfLoader {
     }
 }
 
+/// Lines within [`EDGE_LINES`] of a page's top or bottom that recur on most pages.
+const EDGE_LINES: usize = 3;
+
+/// Removes running headers and footers: lines at the top or bottom of a page that recur (digits aside,
+/// so "Page 3 of 9" matches "Page 4 of 9") on at least half of the pages of a document of three or more
+/// pages. Table rows are never touched. Returns how many lines were removed.
+fn strip_running_lines(pages: &mut [String]) -> usize {
+    if pages.len() < 3 {
+        return 0;
+    }
+    let key = |line: &str| -> Option<String> {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('|') {
+            return None;
+        }
+        let k: String = t
+            .chars()
+            .map(|c| {
+                if c.is_ascii_digit() {
+                    '#'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        Some(k.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    let edges = |page: &str| -> Vec<(usize, String)> {
+        let lines: Vec<(usize, &str)> = page.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+        let n = lines.len();
+        lines
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i < EDGE_LINES || *i + EDGE_LINES >= n)
+            .filter_map(|(_, (at, l))| key(l).map(|k| (at, k)))
+            .collect()
+    };
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for page in pages.iter() {
+        let unique: std::collections::HashSet<String> = edges(page).into_iter().map(|(_, k)| k).collect();
+        for k in unique {
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    let threshold = pages.len().div_ceil(2).max(3);
+    let mut removed = 0;
+    for page in pages.iter_mut() {
+        let drop: std::collections::HashSet<usize> = edges(page)
+            .into_iter()
+            .filter(|(_, k)| counts[k] >= threshold)
+            .map(|(at, _)| at)
+            .collect();
+        if drop.is_empty() {
+            continue;
+        }
+        removed += drop.len();
+        let kept: Vec<&str> = page
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, l)| l)
+            .collect();
+        *page = kept.join("\n").trim().to_string();
+    }
+    removed
+}
+
 /// Info-dictionary titles are often the name of the file the PDF was printed from ("10811.exe",
 /// "Microsoft Word - draft3.doc"): those are no title.
 fn is_real_title(title: &str) -> bool {
@@ -672,6 +743,30 @@ fn is_real_title(title: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_headers_and_footers_leave_but_body_and_tables_stay() {
+        let words = ["alpha", "beta", "gamma", "delta"];
+        let mut pages: Vec<String> = (1..=4)
+            .map(|n| {
+                let w = words[n - 1];
+                format!(
+                    "Federal Register / Vol. 85 / Proposed Rules\n\nBody text about {w}.\n| 1 | 2 |\n\nPage {n} of 4"
+                )
+            })
+            .collect();
+        pages[2].push_str("\nA closing line only here.");
+        let removed = strip_running_lines(&mut pages);
+        assert_eq!(removed, 8);
+        assert_eq!(pages[0], "Body text about alpha.\n| 1 | 2 |");
+        assert!(
+            pages[2].ends_with("| 1 | 2 |\n\nA closing line only here."),
+            "{}",
+            pages[2]
+        );
+        let mut two = vec!["Header\nA".to_string(), "Header\nB".to_string()];
+        assert_eq!(strip_running_lines(&mut two), 0, "too few pages to tell");
+    }
 
     /// A valid PDF (computed xref offsets) whose pages draw Helvetica strings at (x, y), titled "Test Title".
     fn pdf(pages: &[&[(f64, f64, &str)]], trailer_extra: &str) -> Vec<u8> {

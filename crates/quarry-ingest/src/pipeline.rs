@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::chunker::{Chunker, TextFormat};
+use crate::dedup::{simhash, NearDuplicates};
 use crate::error::Error;
 use crate::loader::{LoadOptions, Loaders};
 
@@ -39,6 +40,8 @@ pub struct Summary {
     pub chunks_written: usize,
     /// Files with no loader (reported, not errors).
     pub skipped: Vec<String>,
+    /// Documents not indexed because an indexed document is a near-duplicate of them.
+    pub duplicates: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -53,6 +56,7 @@ impl Summary {
         self.documents_removed += other.documents_removed;
         self.chunks_written += other.chunks_written;
         self.skipped.extend(other.skipped);
+        self.duplicates.extend(other.duplicates);
         self.errors.extend(other.errors);
     }
 
@@ -62,6 +66,9 @@ impl Summary {
     }
 }
 
+/// A document to write: with its content hash, whether an older version is stored, and its fingerprint.
+type Pending = (Document, String, bool, Option<u64>);
+
 pub struct Ingestor<'a> {
     index: &'a dyn Index,
     embedder: &'a dyn Embedder,
@@ -69,6 +76,9 @@ pub struct Ingestor<'a> {
     settings_hash: String,
     batch_docs: usize,
     loaders: Loaders,
+    dedup: bool,
+    /// Fingerprints of indexed documents, loaded on first use.
+    near: std::sync::Mutex<Option<NearDuplicates>>,
 }
 
 impl<'a> Ingestor<'a> {
@@ -87,7 +97,16 @@ impl<'a> Ingestor<'a> {
             settings_hash,
             batch_docs: 64,
             loaders: Loaders::default(),
+            dedup: true,
+            near: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Turns near-duplicate detection off (on by default): every document is indexed, as benchmark
+    /// corpora with judged documents need.
+    pub fn with_dedup(mut self, on: bool) -> Self {
+        self.dedup = on;
+        self
     }
 
     /// Uses loaders built with these options (row templates); they are part of the settings hash,
@@ -132,16 +151,18 @@ impl<'a> Ingestor<'a> {
             }
         }
         observer.files_planned(files.len());
-        let mut seen = HashSet::new();
+        // Sources that vanished leave first, so a renamed file is not taken for a near-duplicate of itself.
+        let seen: HashSet<String> = files.iter().map(|f| source_name(f)).collect();
+        for root in roots {
+            self.remove_vanished(&root, &seen, &mut summary);
+        }
+        let mut done = HashSet::new();
         for f in &files {
             observer.file_started(f);
             let src = source_name(f);
-            if seen.insert(src.clone()) {
+            if done.insert(src.clone()) {
                 self.ingest_file(f, &src, &mut summary, observer);
             }
-        }
-        for root in roots {
-            self.remove_vanished(&root, &seen, &mut summary);
         }
         if let Err(e) = self.index.flush() {
             summary.errors.push(format!("flushing indexes: {e}"));
@@ -170,10 +191,7 @@ impl<'a> Ingestor<'a> {
                         gone.iter()
                             .any(|g| r.source == *g || r.source.starts_with(&format!("{g}/")))
                     }) {
-                        match self.index.delete_source(&rec.source) {
-                            Ok(n) => summary.documents_removed += n,
-                            Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
-                        }
+                        self.remove_source(rec, &mut summary);
                     }
                 }
                 Err(e) => summary.errors.push(format!("listing sources: {e}")),
@@ -198,13 +216,48 @@ impl<'a> Ingestor<'a> {
                     .iter()
                     .filter(|r| r.source.starts_with(&prefix) && !seen.contains(&r.source))
                 {
-                    match self.index.delete_source(&rec.source) {
-                        Ok(n) => summary.documents_removed += n,
-                        Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
-                    }
+                    self.remove_source(rec, summary);
                 }
             }
             Err(e) => summary.errors.push(format!("listing sources: {e}")),
+        }
+    }
+
+    /// Removes a source and everything it contributed from every index.
+    pub(crate) fn remove_source(&self, rec: &SourceRecord, summary: &mut Summary) {
+        match self.index.delete_source(&rec.source) {
+            Ok(n) => {
+                summary.documents_removed += n;
+                self.forget(&rec.doc_ids);
+            }
+            Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
+        }
+    }
+
+    fn forget(&self, ids: &[String]) {
+        if let Ok(mut near) = self.near.lock() {
+            if let Some(n) = near.as_mut() {
+                ids.iter().for_each(|id| n.remove(id));
+            }
+        }
+    }
+
+    /// The nearest indexed document to `fp` other than `id`; records `fp` for `id` when there is none.
+    fn near_duplicate(&self, id: &str, fp: u64) -> quarry_core::Result<Option<(String, u32)>> {
+        let mut near = self
+            .near
+            .lock()
+            .map_err(|_| quarry_core::Error::backend(Error::Poisoned))?;
+        if near.is_none() {
+            *near = Some(NearDuplicates::new(self.index.fingerprints()?));
+        }
+        let Some(n) = near.as_mut() else { return Ok(None) };
+        match n.find(fp, id) {
+            Some((other, d)) => Ok(Some((other.to_string(), d))),
+            None => {
+                n.insert(id, fp);
+                Ok(None)
+            }
         }
     }
 
@@ -269,6 +322,7 @@ impl<'a> Ingestor<'a> {
         let format = loaded.format.unwrap_or(TextFormat::Plain);
 
         let mut pending = Vec::new();
+        let mut has_duplicates = false;
         // Ids this file now validly holds and that are stored (unchanged, or written below).
         let mut kept: BTreeSet<String> = BTreeSet::new();
         for doc in loaded.documents {
@@ -286,7 +340,21 @@ impl<'a> Ingestor<'a> {
                     summary.documents_unchanged += 1;
                     kept.insert(doc.id);
                 }
-                Ok(version) => pending.push((doc, hash, version.is_some())),
+                Ok(version) => {
+                    let fp = if self.dedup { simhash(&doc.text) } else { None };
+                    match fp.map(|fp| self.near_duplicate(&doc.id, fp)).transpose() {
+                        Ok(Some(Some((other, bits)))) => {
+                            summary.duplicates.push(format!(
+                                "{}: {} is a near-duplicate of {other} ({bits} of 64 fingerprint bits differ); not indexed",
+                                path.display(),
+                                doc.id
+                            ));
+                            has_duplicates = true;
+                        }
+                        Ok(_) => pending.push((doc, hash, version.is_some(), fp)),
+                        Err(e) => summary.errors.push(format!("{source}: {e}")),
+                    }
+                }
                 Err(e) => summary.errors.push(format!("{source}: {e}")),
             }
         }
@@ -296,7 +364,7 @@ impl<'a> Ingestor<'a> {
             match self.write_batch(batch, format) {
                 Ok(chunks) => {
                     summary.chunks_written += chunks;
-                    for (doc, _, existed) in batch {
+                    for (doc, _, existed, _) in batch {
                         if *existed {
                             summary.documents_updated += 1;
                         } else {
@@ -325,6 +393,7 @@ impl<'a> Ingestor<'a> {
             // Documents that left the file leave every index.
             let gone: Vec<String> = previous_ids.iter().filter(|id| !kept.contains(*id)).cloned().collect();
             if !gone.is_empty() {
+                self.forget(&gone);
                 match self.index.delete_documents(&gone) {
                     Ok(n) => summary.documents_removed += n,
                     Err(e) => summary.errors.push(format!("{source}: removing documents: {e}")),
@@ -336,7 +405,12 @@ impl<'a> Ingestor<'a> {
         }
         let record = SourceRecord {
             source: source.to_string(),
-            file_hash: if complete { file_hash } else { String::new() },
+            // A file with near-duplicates is looked at again next time: the original may be gone by then.
+            file_hash: if complete && !has_duplicates {
+                file_hash
+            } else {
+                String::new()
+            },
             doc_ids: kept.into_iter().collect(),
         };
         if let Err(e) = self.index.put_source(record) {
@@ -344,11 +418,11 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    fn write_batch(&self, batch: &[(Document, String, bool)], format: TextFormat) -> quarry_core::Result<usize> {
+    fn write_batch(&self, batch: &[Pending], format: TextFormat) -> quarry_core::Result<usize> {
         let chunker = Chunker::new(self.embedder, &self.chunking);
         let mut docs = Vec::with_capacity(batch.len());
         let mut texts = Vec::new();
-        for (doc, hash, _) in batch {
+        for (doc, hash, _, fingerprint) in batch {
             let chunks = chunker.chunk(doc, format);
             texts.extend(chunks.iter().map(|c| c.contextual_text(doc.title.as_deref())));
             docs.push(IndexedDocument {
@@ -356,6 +430,7 @@ impl<'a> Ingestor<'a> {
                 content_hash: hash.clone(),
                 chunks,
                 embeddings: vec![],
+                fingerprint: *fingerprint,
             });
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

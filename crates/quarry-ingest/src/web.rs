@@ -40,10 +40,7 @@ impl Ingestor<'_> {
                     let vanished =
                         report.complete && crawler.in_scope(start, &rec.source) && !seen.contains(&rec.source);
                     if gone.contains(rec.source.as_str()) || vanished {
-                        match self.index().delete_source(&rec.source) {
-                            Ok(n) => summary.documents_removed += n,
-                            Err(e) => summary.errors.push(format!("{}: removing: {e}", rec.source)),
-                        }
+                        self.remove_source(&rec, &mut summary);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use quarry_core::{Embedder, Filter, Fusion, Hit, Index, Passage, Result, RetrievalConfig, SearchMode};
+use quarry_core::{Embedder, Expanded, Filter, Fusion, Hit, Index, Passage, Result, RetrievalConfig, SearchMode};
 use serde::Serialize;
 
 use crate::fusion::{collapse_documents, rrf, weighted, FuseBy};
@@ -106,15 +106,31 @@ impl Retriever {
 
     /// Hits with their stored chunks, numbered from 1 in rank order, as evidence for a generator.
     pub fn passages(&self, hits: &[Hit]) -> Result<Vec<Passage>> {
-        let mut out = Vec::with_capacity(hits.len());
+        let mut out: Vec<Passage> = Vec::with_capacity(hits.len());
+        let mut spans = std::collections::HashSet::new();
         for h in hits {
-            if let Some(chunk) = self.index.chunk(h.chunk_id)? {
-                out.push(Passage {
-                    n: out.len() + 1,
-                    chunk,
-                    score: h.score,
-                });
+            let Some(chunk) = self.index.chunk(h.chunk_id)? else {
+                continue;
+            };
+            let mut expanded = None;
+            if self.cfg.expand_to_parent {
+                if let Some((start, end)) = chunk.chunk.parent {
+                    // Two chunks of one section become one passage, ranked where the better one was.
+                    if !spans.insert((chunk.chunk.doc_id.clone(), start, end)) {
+                        continue;
+                    }
+                    if let Some(doc) = self.index.document(&chunk.chunk.doc_id)? {
+                        let text = quarry_core::text::char_slice(&doc.text, start, end).to_string();
+                        expanded = Some(Expanded { text, start, end });
+                    }
+                }
             }
+            out.push(Passage {
+                n: out.len() + 1,
+                chunk,
+                score: h.score,
+                expanded,
+            });
         }
         Ok(out)
     }

@@ -87,6 +87,7 @@ fn cached_index(
     let start = Instant::now();
     let bars = Bars::new();
     let summary = Ingestor::new(index.as_ref(), embedder, settings.config.chunking.clone())
+        .with_dedup(false)
         .ingest_paths(std::slice::from_ref(&corpus), &bars);
     bars.finish();
     let secs = start.elapsed().as_secs_f64();

@@ -23,7 +23,8 @@ pub fn run(
     let start = Instant::now();
     let bars = Bars::new();
     let ingestor = Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone())
-        .with_loaders(&rows.load_options());
+        .with_loaders(&rows.load_options())
+        .with_dedup(!rows.keep_duplicates);
     let (urls, files): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| is_url(p));
     let files: Vec<PathBuf> = files.into_iter().cloned().collect();
     let mut summary = if files.is_empty() {
@@ -97,6 +98,12 @@ fn print_summary(s: &Summary, secs: f64) {
 }
 
 pub fn print_problems(s: &Summary) {
+    if !s.duplicates.is_empty() {
+        println!("{} near-duplicate documents not indexed:", s.duplicates.len());
+        for d in &s.duplicates {
+            println!("  {d}");
+        }
+    }
     if !s.skipped.is_empty() {
         println!("skipped {} files of unsupported type:", s.skipped.len());
         for f in &s.skipped {

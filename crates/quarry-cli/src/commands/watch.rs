@@ -31,8 +31,9 @@ pub fn run(settings: &Settings, paths: &[PathBuf], rows: &RowOpts, debounce: Dur
     let started = Instant::now();
     let apply = |changed: Option<&[PathBuf]>| -> Result<Summary> {
         let index = open_when_free(settings, embedder.as_ref())?;
-        let ingestor =
-            Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone()).with_loaders(&load);
+        let ingestor = Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone())
+            .with_loaders(&load)
+            .with_dedup(!rows.keep_duplicates);
         Ok(match changed {
             None => ingestor.ingest_paths(paths, &Silent),
             Some(changed) => ingestor.apply_changes(changed, &Silent),
