@@ -29,8 +29,10 @@ pub enum Command {
     /// SQLite databases); folders are mirrored.
     Ingest {
         /// Files, folders, or http(s) URLs to crawl.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "sql")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        query: QueryArgs,
         #[command(flatten)]
         rows: RowOpts,
         #[command(flatten)]
@@ -43,8 +45,10 @@ pub enum Command {
     /// added/changed/removed/unchanged counts.
     Sync {
         /// Folders, files, or http(s) URLs to crawl.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "sql")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        query: QueryArgs,
         #[command(flatten)]
         rows: RowOpts,
         #[command(flatten)]
@@ -199,4 +203,21 @@ impl CrawlOpts {
             ..Default::default()
         }
     }
+}
+
+/// A live database query as a source.
+#[derive(Debug, Args, Clone)]
+pub struct QueryArgs {
+    /// Ingest the rows of this SQL query (one document per row); needs --from.
+    #[arg(long, requires = "from", value_name = "SELECT ...")]
+    pub sql: Option<String>,
+    /// The database to query: postgres://user[:password]@host:port/db (env QUARRY_SQL_FROM).
+    #[arg(long, env = "QUARRY_SQL_FROM", value_name = "URL")]
+    pub from: Option<String>,
+    /// Column that identifies a row (its primary key), so ids survive reordering.
+    #[arg(long, requires = "sql", value_name = "COLUMN")]
+    pub key: Option<String>,
+    /// Table name for metadata and ids (default: the first table after FROM).
+    #[arg(long, requires = "sql", value_name = "NAME")]
+    pub table: Option<String>,
 }

@@ -25,6 +25,7 @@ pub mod jsonl;
 pub mod loader;
 pub mod pdf;
 pub mod pipeline;
+pub mod query;
 pub mod record;
 pub mod sql;
 pub mod sqlite;

@@ -76,6 +76,7 @@ pub struct Ingestor<'a> {
     settings_hash: String,
     batch_docs: usize,
     loaders: Loaders,
+    rows: crate::record::RowTemplate,
     dedup: bool,
     /// Fingerprints of indexed documents, loaded on first use.
     near: std::sync::Mutex<Option<NearDuplicates>>,
@@ -97,6 +98,7 @@ impl<'a> Ingestor<'a> {
             settings_hash,
             batch_docs: 64,
             loaders: Loaders::default(),
+            rows: Default::default(),
             dedup: true,
             near: std::sync::Mutex::new(None),
         }
@@ -113,6 +115,7 @@ impl<'a> Ingestor<'a> {
     /// so changing them re-ingests what they affect.
     pub fn with_loaders(mut self, opts: &LoadOptions) -> Self {
         self.loaders = Loaders::new(opts);
+        self.rows = opts.rows.clone();
         let mut h = Sha256::new();
         h.update(self.settings_hash.as_bytes());
         h.update(format!("{:?}|{:?}", opts.rows.text, opts.rows.title).as_bytes());
@@ -126,6 +129,10 @@ impl<'a> Ingestor<'a> {
 
     pub(crate) fn loaders(&self) -> &Loaders {
         &self.loaders
+    }
+
+    pub(crate) fn row_template(&self) -> &crate::record::RowTemplate {
+        &self.rows
     }
 
     /// Ingests files and folders. A folder is mirrored: sources previously ingested from below it

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use quarry_ingest::{Ingestor, Loaders, Summary};
 
-use crate::args::{CrawlOpts, RowOpts};
+use crate::args::{CrawlOpts, QueryArgs, RowOpts};
 use crate::progress::Bars;
 use crate::settings::Settings;
 
@@ -13,6 +13,7 @@ use crate::settings::Settings;
 pub fn run(
     settings: &Settings,
     paths: &[PathBuf],
+    query: &QueryArgs,
     rows: &RowOpts,
     crawl: &CrawlOpts,
     json: bool,
@@ -40,6 +41,15 @@ pub fn run(
             .map_err(anyhow::Error::msg)?;
         summary.merge(s);
         crawls.push(serde_json::json!({ "url": url, "report": report }));
+    }
+    if let (Some(sql), Some(from)) = (&query.sql, &query.from) {
+        let q = quarry_ingest::query::QuerySource {
+            url: from.clone(),
+            sql: sql.clone(),
+            key: query.key.clone(),
+            table: query.table.clone(),
+        };
+        summary.merge(ingestor.ingest_query(&q, &bars));
     }
     bars.finish();
     let secs = start.elapsed().as_secs_f64();

@@ -17,16 +17,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Ingest {
             paths,
+            query,
             rows,
             crawl,
             json,
-        } => ingest::run(&settings, &paths, &rows, &crawl, json, false),
+        } => ingest::run(&settings, &paths, &query, &rows, &crawl, json, false),
         Command::Sync {
             paths,
+            query,
             rows,
             crawl,
             json,
-        } => ingest::run(&settings, &paths, &rows, &crawl, json, true),
+        } => ingest::run(&settings, &paths, &query, &rows, &crawl, json, true),
         Command::Watch {
             paths,
             rows,
