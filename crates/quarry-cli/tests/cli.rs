@@ -2,30 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers panic on setup failures by design
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{json, quarry};
 
-use serde_json::Value;
-
-fn quarry(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run quarry")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use std::process::Command;
 
 fn char_slice(s: &str, start: usize, end: usize) -> String {
     s.chars().skip(start).take(end - start).collect()

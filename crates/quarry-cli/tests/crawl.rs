@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{documents, json, quarry};
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -78,33 +80,6 @@ fn html(title: &str, body: &str) -> Page {
     (200, "text/html; charset=utf-8", page.into_bytes())
 }
 
-fn shared() -> PathBuf {
-    std::env::var_os("QUARRY_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("documents")
-}
-
-fn quarry(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run quarry")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 fn top(data: &Path, query: &str) -> String {
     let out = quarry(data, &["search", query, "--json", "--top-k", "1", "--mode", "bm25"]);
     json(&out)["results"][0]["doc_id"].as_str().unwrap_or("").to_string()
@@ -154,7 +129,7 @@ fn crawl_a_site_politely_then_mirror_its_changes() {
             html("Secret", "<p>Robots may not read this.</p>"),
         );
         p.insert("/skip/me".into(), html("Skipped", "<p>Excluded by pattern.</p>"));
-        let pdf = std::fs::read(shared().join("pdf/crazyones.pdf")).unwrap();
+        let pdf = std::fs::read(documents().join("pdf/crazyones.pdf")).unwrap();
         p.insert("/files/crazy.pdf".into(), (200, "application/pdf", pdf));
     }
     let tmp = tempfile::tempdir().unwrap();

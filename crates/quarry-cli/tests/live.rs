@@ -3,40 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{documents, json, quarry};
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-use serde_json::Value;
-
-fn quarry(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run quarry")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn shared() -> PathBuf {
-    std::env::var_os("QUARRY_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("documents")
-}
 
 fn top_sources(data: &Path, query: &str, mode: &str) -> Vec<String> {
     let out = quarry(data, &["search", query, "--json", "--top-k", "3", "--mode", mode]);
@@ -196,7 +170,7 @@ fn mixed_formats_answer_with_page_and_row_citations() {
          INSERT INTO Artist VALUES (3, 'Kraftwerk', 'Germany');\n",
     )
     .unwrap();
-    let docs = shared();
+    let docs = documents();
     let files = [
         docs.join("pdf/nics-background-checks-2015-11.pdf"),
         docs.join("pdf/multicolumn.pdf"),

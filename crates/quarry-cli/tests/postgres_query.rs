@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{json, quarry};
 
-use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
 
 fn pg_url() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg.sh");
@@ -17,26 +18,6 @@ fn pg_url() -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn quarry(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run quarry")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[test]

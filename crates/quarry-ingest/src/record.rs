@@ -63,6 +63,20 @@ pub struct RowTemplate {
 }
 
 impl RowTemplate {
+    /// Every row of every table as a document (`format` names the loader in metadata).
+    pub fn tables(&self, source: &str, tables: &[crate::sql::Table], format: &str) -> crate::loader::Loaded {
+        let documents = tables
+            .iter()
+            .flat_map(|t| t.rows.iter().enumerate().map(move |(i, row)| (t, i, row)))
+            .map(|(t, i, row)| self.document(source, Some(&t.name), i + 1, row, format))
+            .collect();
+        crate::loader::Loaded {
+            documents,
+            format: Some(crate::chunker::TextFormat::Plain),
+            errors: vec![],
+        }
+    }
+
     /// A document for row `n` (1-based) of `table` in `source`. Its id (`SOURCE#TABLE/row=N`) names the
     /// row, so a citation does.
     pub fn document(&self, source: &str, table: Option<&str>, n: usize, row: &Row, format: &str) -> Document {

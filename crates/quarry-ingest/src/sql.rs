@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::chunker::TextFormat;
 use crate::error::Error;
 use crate::loader::{utf8, Loaded, Loader};
 use crate::record::{Field, Row, RowTemplate};
@@ -501,17 +500,7 @@ impl Loader for SqlDumpLoader {
                 reason: "no INSERT or COPY rows in the SQL file".into(),
             });
         }
-        let mut documents = Vec::new();
-        for t in &tables {
-            for (i, row) in t.rows.iter().enumerate() {
-                documents.push(self.template.document(source, Some(&t.name), i + 1, row, "sql"));
-            }
-        }
-        Ok(Loaded {
-            documents,
-            format: Some(TextFormat::Plain),
-            errors: vec![],
-        })
+        Ok(self.template.tables(source, &tables, "sql"))
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::chunker::TextFormat;
 use crate::error::Error;
 use crate::loader::{Loaded, Loader};
 use crate::record::{Field, Row, RowTemplate};
@@ -67,17 +66,7 @@ impl Loader for SqliteLoader {
             path: path.to_path_buf(),
             reason: format!("cannot read the SQLite database: {e}"),
         })?;
-        let mut documents = Vec::new();
-        for t in &tables {
-            for (i, row) in t.rows.iter().enumerate() {
-                documents.push(self.template.document(source, Some(&t.name), i + 1, row, "sqlite"));
-            }
-        }
-        Ok(Loaded {
-            documents,
-            format: Some(TextFormat::Plain),
-            errors: vec![],
-        })
+        Ok(self.template.tables(source, &tables, "sqlite"))
     }
 }
 
