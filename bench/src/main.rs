@@ -5,11 +5,16 @@
 //! 2. SciFact indexing time into a fresh data directory (chunk, embed, store, BM25, HNSW).
 //! 3. Retrieval quality and query latency p50/p95 per mode on SciFact test.
 //!
+//! With `--formats`, instead: per-format ingestion throughput and accuracy on shared/documents,
+//! Quarry vs the Python tools of bench/ingest_reference.py (see formats.rs).
+//!
 //! Results are appended to bench/RESULTS.md. Usage:
 //!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--data-dir DIR]
 //!       [--sentences N] [--embed-only]
-//! PYTHON must have sentence-transformers installed (see bench/README.md); without it the
-//! reference column is reported as missing, not invented.
+//!   cargo run --release -p quarry-bench -- --formats [--shared ../shared] [--python PYTHON]
+//!       [--min-secs 2] [--edge-dir DIR] [--pdf-extra FILE.json]... [--dump DIR] [--no-append]
+//! PYTHON must have sentence-transformers installed (or, for --formats, the packages listed in
+//! bench/README.md); without it the reference column is reported as missing, not invented.
 
 #![allow(clippy::print_stdout)]
 
@@ -17,6 +22,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod formats;
 
 use anyhow::{Context, Result};
 use quarry_core::{Config, Embedder, SearchMode};
@@ -32,6 +39,12 @@ struct Opts {
     data_dir: Option<PathBuf>,
     sentences: usize,
     embed_only: bool,
+    formats: bool,
+    min_secs: f64,
+    edge_dir: Option<PathBuf>,
+    pdf_extra: Vec<PathBuf>,
+    no_append: bool,
+    dump: Option<PathBuf>,
 }
 
 fn parse() -> Result<Opts> {
@@ -41,6 +54,12 @@ fn parse() -> Result<Opts> {
         data_dir: None,
         sentences: 2000,
         embed_only: false,
+        formats: false,
+        min_secs: 2.0,
+        edge_dir: None,
+        pdf_extra: Vec::new(),
+        no_append: false,
+        dump: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -51,6 +70,12 @@ fn parse() -> Result<Opts> {
             "--data-dir" => o.data_dir = Some(PathBuf::from(val()?)),
             "--sentences" => o.sentences = val()?.parse()?,
             "--embed-only" => o.embed_only = true,
+            "--formats" => o.formats = true,
+            "--min-secs" => o.min_secs = val()?.parse()?,
+            "--edge-dir" => o.edge_dir = Some(PathBuf::from(val()?)),
+            "--pdf-extra" => o.pdf_extra.push(PathBuf::from(val()?)),
+            "--no-append" => o.no_append = true,
+            "--dump" => o.dump = Some(PathBuf::from(val()?)),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -166,6 +191,22 @@ fn main() -> Result<()> {
         "\n## {} — {cpu}, {cores} cores\n\n",
         String::from_utf8_lossy(&date.stdout).trim()
     ));
+    if o.formats {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        report.push_str(&format!(
+            "Per-format ingestion. Command: `cargo run --release -p quarry-bench -- {}`\n\n",
+            args.join(" ")
+        ));
+        report.push_str(&formats::run(&formats::Opts {
+            shared: o.shared.clone(),
+            python: o.python.clone(),
+            min_secs: o.min_secs,
+            edge_dir: o.edge_dir.clone(),
+            pdf_extra: o.pdf_extra.clone(),
+            dump: o.dump.clone(),
+        })?);
+        return append(&report, o.no_append);
+    }
     report.push_str(&format!(
         "Command: `cargo run --release -p quarry-bench -- --shared {} --python {}`\n\n",
         o.shared.display(),
@@ -229,6 +270,7 @@ fn main() -> Result<()> {
     )?);
     let start = Instant::now();
     let summary = Ingestor::new(index.as_ref(), embedder.as_ref(), cfg.chunking.clone())
+        .with_dedup(false)
         .ingest_paths(&[scifact.join("corpus.jsonl")], &Silent);
     let index_secs = start.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -263,6 +305,14 @@ fn main() -> Result<()> {
     println!("{table}");
     report.push_str(&table);
 
+    append(&report, o.no_append)
+}
+
+/// Appends a run's report to bench/RESULTS.md (unless `--no-append`).
+fn append(report: &str, skip: bool) -> Result<()> {
+    if skip {
+        return Ok(());
+    }
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&results)?;
     f.write_all(report.as_bytes())?;
