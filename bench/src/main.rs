@@ -192,7 +192,7 @@ fn main() -> Result<()> {
         String::from_utf8_lossy(&date.stdout).trim()
     ));
     if o.formats {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
         report.push_str(&format!(
             "Per-format ingestion. Command: `cargo run --release -p quarry-bench -- {}`\n\n",
             args.join(" ")
@@ -209,8 +209,8 @@ fn main() -> Result<()> {
     }
     report.push_str(&format!(
         "Command: `cargo run --release -p quarry-bench -- --shared {} --python {}`\n\n",
-        o.shared.display(),
-        o.python
+        home_relative(&o.shared.display().to_string()),
+        home_relative(&o.python)
     ));
 
     // 1. Embedding throughput, Quarry vs the reference, same texts and batch size: short sentences,
@@ -318,4 +318,12 @@ fn append(report: &str, skip: bool) -> Result<()> {
     f.write_all(report.as_bytes())?;
     println!("appended to {}", results.display());
     Ok(())
+}
+
+/// A path as written in RESULTS.md: under the home folder as `~/...`, so no machine path is recorded.
+fn home_relative(arg: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && arg.starts_with(&format!("{home}/")) => format!("~{}", &arg[home.len()..]),
+        _ => arg.to_string(),
+    }
 }
