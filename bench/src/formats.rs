@@ -615,19 +615,7 @@ pub fn run(o: &Opts) -> Result<String> {
         mb(docx_bytes)
     );
     let mut docx_rows = vec![("Quarry".to_string(), quarry_docx, Some(secs))];
-    if let Some(m) = r.and_then(|r| r["docx"].as_object()) {
-        for (tool, v) in m {
-            let texts = v["texts"]
-                .as_object()
-                .map(|t| {
-                    t.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            docx_rows.push((tool.clone(), texts, v["seconds"].as_f64()));
-        }
-    }
+    docx_rows.extend(reference_texts(r, "docx"));
     for (tool, texts, secs) in &docx_rows {
         for (file, text) in texts {
             dump(o.dump.as_ref(), tool, file, text)?;
@@ -693,19 +681,7 @@ pub fn run(o: &Opts) -> Result<String> {
         quarry_html,
         Some(secs),
     )];
-    if let Some(m) = r.and_then(|r| r["html"].as_object()) {
-        for (tool, v) in m {
-            let texts = v["texts"]
-                .as_object()
-                .map(|t| {
-                    t.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            html_rows.push((tool.clone(), texts, v["seconds"].as_f64()));
-        }
-    }
+    html_rows.extend(reference_texts(r, "html"));
     for (i, (tool, texts, secs)) in html_rows.iter().enumerate() {
         for (file, text) in texts {
             dump(o.dump.as_ref(), tool, file, text)?;
@@ -908,4 +884,27 @@ pub fn run(o: &Opts) -> Result<String> {
         ),
     );
     Ok(report)
+}
+
+/// The reference tools' extracted texts for one format from the Python report: (tool, file → text, seconds).
+fn reference_texts<T: FromIterator<(String, String)> + Default>(
+    r: Option<&serde_json::Value>,
+    format: &str,
+) -> Vec<(String, T, Option<f64>)> {
+    let Some(m) = r.and_then(|r| r[format].as_object()) else {
+        return Vec::new();
+    };
+    m.iter()
+        .map(|(tool, v)| {
+            let texts = v["texts"]
+                .as_object()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (tool.clone(), texts, v["seconds"].as_f64())
+        })
+        .collect()
 }
