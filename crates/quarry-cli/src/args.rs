@@ -27,35 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Add or update files and folders (PDF, DOCX, HTML, Markdown, text, CSV/TSV, JSON/JSONL, SQL dumps,
     /// SQLite databases); folders are mirrored.
-    Ingest {
-        /// Files, folders, or http(s) URLs to crawl.
-        #[arg(required_unless_present = "sql")]
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        query: QueryArgs,
-        #[command(flatten)]
-        rows: RowOpts,
-        #[command(flatten)]
-        crawl: CrawlOpts,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Ingest(IngestArgs),
     /// Make the index follow a folder: ingest what is new or changed, remove what was deleted, and report
     /// added/changed/removed/unchanged counts.
-    Sync {
-        /// Folders, files, or http(s) URLs to crawl.
-        #[arg(required_unless_present = "sql")]
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        query: QueryArgs,
-        #[command(flatten)]
-        rows: RowOpts,
-        #[command(flatten)]
-        crawl: CrawlOpts,
-        #[arg(long)]
-        json: bool,
-    },
+    Sync(IngestArgs),
     /// Sync a folder, then follow it: changes are applied within seconds until interrupted.
     Watch {
         #[arg(required = true)]
@@ -220,4 +195,21 @@ pub struct QueryArgs {
     /// Table name for metadata and ids (default: the first table after FROM).
     #[arg(long, requires = "sql", value_name = "NAME")]
     pub table: Option<String>,
+}
+
+/// What `ingest` and `sync` read, and how.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, folders, or http(s) URLs to crawl.
+    #[arg(required_unless_present = "sql")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub query: QueryArgs,
+    #[command(flatten)]
+    pub rows: RowOpts,
+    #[command(flatten)]
+    pub crawl: CrawlOpts,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -207,18 +207,7 @@ impl<'a> Chunker<'a> {
         };
         let rows: Vec<Piece> = lines
             .into_iter()
-            .flat_map(|(a, b)| {
-                let tokens = sub.counter.count_tokens(&text[a..b]);
-                if tokens <= budget {
-                    vec![Piece {
-                        start: a,
-                        end: b,
-                        tokens,
-                    }]
-                } else {
-                    sub.pieces(text, a, b, 2)
-                }
-            })
+            .flat_map(|(a, b)| sub.line_piece(text, a, b))
             .collect();
         let mut spans = sub.merge(text, &rows);
         spans.iter_mut().for_each(|s| s.context = context.clone());
@@ -229,19 +218,22 @@ impl<'a> Chunker<'a> {
     fn line_pieces(&self, text: &str, start: usize, end: usize) -> Vec<Piece> {
         line_ranges(text, start, end)
             .into_iter()
-            .flat_map(|(a, b)| {
-                let tokens = self.counter.count_tokens(&text[a..b]);
-                if tokens <= self.max_tokens {
-                    vec![Piece {
-                        start: a,
-                        end: b,
-                        tokens,
-                    }]
-                } else {
-                    self.pieces(text, a, b, 2)
-                }
-            })
+            .flat_map(|(a, b)| self.line_piece(text, a, b))
             .collect()
+    }
+
+    /// One line as a piece, or as word pieces when it alone is over the budget.
+    fn line_piece(&self, text: &str, a: usize, b: usize) -> Vec<Piece> {
+        let tokens = self.counter.count_tokens(&text[a..b]);
+        if tokens <= self.max_tokens {
+            vec![Piece {
+                start: a,
+                end: b,
+                tokens,
+            }]
+        } else {
+            self.pieces(text, a, b, 2)
+        }
     }
 
     /// Splits [start, end) into pieces of at most `max_tokens`, at the coarsest level that works

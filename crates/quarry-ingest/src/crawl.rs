@@ -201,11 +201,7 @@ impl Crawler {
         Ok(report)
     }
 
-    pub(crate) fn wanted_url(&self, url: &Url) -> bool {
-        self.wanted(url)
-    }
-
-    fn wanted(&self, url: &Url) -> bool {
+    pub(crate) fn wanted(&self, url: &Url) -> bool {
         let u = url.as_str();
         (self.opts.include.is_empty() || self.opts.include.iter().any(|p| wildcard(p, u)))
             && !self.opts.exclude.iter().any(|p| wildcard(p, u))

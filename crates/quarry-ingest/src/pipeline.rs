@@ -159,16 +159,16 @@ impl<'a> Ingestor<'a> {
         }
         observer.files_planned(files.len());
         // Sources that vanished leave first, so a renamed file is not taken for a near-duplicate of itself.
-        let seen: HashSet<String> = files.iter().map(|f| source_name(f)).collect();
+        let named: Vec<(&PathBuf, String)> = files.iter().map(|f| (f, source_name(f))).collect();
+        let seen: HashSet<String> = named.iter().map(|(_, s)| s.clone()).collect();
         for root in roots {
             self.remove_vanished(&root, &seen, &mut summary);
         }
         let mut done = HashSet::new();
-        for f in &files {
+        for (f, src) in &named {
             observer.file_started(f);
-            let src = source_name(f);
-            if done.insert(src.clone()) {
-                self.ingest_file(f, &src, &mut summary, observer);
+            if done.insert(src.as_str()) {
+                self.ingest_file(f, src, &mut summary, observer);
             }
         }
         if let Err(e) = self.index.flush() {

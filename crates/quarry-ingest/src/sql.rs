@@ -220,14 +220,7 @@ pub fn parse_dump(text: &str) -> Result<Vec<Table>, Fail> {
             columns.insert(name.to_ascii_lowercase(), cols);
         } else if kw(0, "INSERT") || kw(0, "REPLACE") {
             let (name, rows) = insert(&stmt, &columns).map_err(|m| (line, m))?;
-            let i = *table_index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
-                tables.push(Table {
-                    name: name.clone(),
-                    rows: vec![],
-                });
-                tables.len() - 1
-            });
-            tables[i].rows.extend(rows);
+            add_rows(&mut tables, &mut table_index, name, rows);
         } else if kw(0, "COPY")
             && stmt
                 .iter()
@@ -235,14 +228,7 @@ pub fn parse_dump(text: &str) -> Result<Vec<Table>, Fail> {
         {
             let (name, cols) = copy_header(&stmt, &columns).map_err(|m| (line, m))?;
             let rows = copy_rows(&mut lx, &cols)?;
-            let i = *table_index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
-                tables.push(Table {
-                    name: name.clone(),
-                    rows: vec![],
-                });
-                tables.len() - 1
-            });
-            tables[i].rows.extend(rows);
+            add_rows(&mut tables, &mut table_index, name, rows);
         }
     }
     Ok(tables)
@@ -502,6 +488,15 @@ impl Loader for SqlDumpLoader {
         }
         Ok(self.template.tables(source, &tables, "sql"))
     }
+}
+
+/// Appends rows to their table (matched case-insensitively), creating it at its first statement.
+fn add_rows(tables: &mut Vec<Table>, index: &mut HashMap<String, usize>, name: String, rows: Vec<Row>) {
+    let i = *index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
+        tables.push(Table { name, rows: vec![] });
+        tables.len() - 1
+    });
+    tables[i].rows.extend(rows);
 }
 
 #[cfg(test)]

@@ -56,16 +56,11 @@ impl Ingestor<'_> {
     /// A fetched page as documents, and the links to follow from it.
     fn load_page(&self, path: &Path, page: &Fetched) -> (Result<Option<Loaded>, Error>, Vec<String>) {
         let declared_html = page.content_type.as_deref().is_some_and(|t| t.contains("html"));
-        let sniffed_html = self
-            .loaders()
-            .detect(path, &page.body)
-            .is_some_and(|l| l.name() == "html");
-        if !(declared_html || sniffed_html) {
-            // Anything else Quarry reads (PDF, DOCX, CSV, ...), named by the URL's path.
-            let loaded = match self.loaders().detect(Path::new(url_path(&page.url)), &page.body) {
-                Some(loader) => loader.load(path, &page.url, &page.body).map(Some),
-                None => Ok(None),
-            };
+        // Chosen by content, with the URL's path standing in for a file name.
+        let detected = self.loaders().detect(Path::new(url_path(&page.url)), &page.body);
+        if !declared_html && detected.is_none_or(|l| l.name() != "html") {
+            // Anything else Quarry reads (PDF, DOCX, CSV, ...).
+            let loaded = detected.map(|l| l.load(path, &page.url, &page.body)).transpose();
             return (loaded, Vec::new());
         }
         let text = match html::decode(&page.body) {
@@ -109,7 +104,7 @@ impl Crawler {
     /// wanted by the include/exclude patterns.
     pub fn in_scope(&self, start: &str, url: &str) -> bool {
         match (url::Url::parse(start), url::Url::parse(url)) {
-            (Ok(s), Ok(u)) => crate::crawl::same_site(&s, &u) && self.wanted_url(&u),
+            (Ok(s), Ok(u)) => crate::crawl::same_site(&s, &u) && self.wanted(&u),
             _ => false,
         }
     }

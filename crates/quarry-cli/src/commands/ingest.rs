@@ -5,20 +5,20 @@ use std::time::Instant;
 use anyhow::Result;
 use quarry_ingest::{Ingestor, Loaders, Summary};
 
-use crate::args::{CrawlOpts, QueryArgs, RowOpts};
+use crate::args::{IngestArgs, RowOpts};
 use crate::progress::Bars;
 use crate::settings::Settings;
 
 /// `ingest` and `sync`: the same incremental pass; `sync` reports in the vocabulary of a mirror.
-pub fn run(
-    settings: &Settings,
-    paths: &[PathBuf],
-    query: &QueryArgs,
-    rows: &RowOpts,
-    crawl: &CrawlOpts,
-    json: bool,
-    sync: bool,
-) -> Result<ExitCode> {
+pub fn run(settings: &Settings, args: &IngestArgs, sync: bool) -> Result<ExitCode> {
+    let IngestArgs {
+        paths,
+        query,
+        rows,
+        crawl,
+        json,
+    } = args;
+    let json = *json;
     let embedder = settings.embedder()?;
     let index = settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?;
     let start = Instant::now();

@@ -15,20 +15,8 @@ mod watch;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::from_cli(&cli)?;
     match cli.command {
-        Command::Ingest {
-            paths,
-            query,
-            rows,
-            crawl,
-            json,
-        } => ingest::run(&settings, &paths, &query, &rows, &crawl, json, false),
-        Command::Sync {
-            paths,
-            query,
-            rows,
-            crawl,
-            json,
-        } => ingest::run(&settings, &paths, &query, &rows, &crawl, json, true),
+        Command::Ingest(args) => ingest::run(&settings, &args, false),
+        Command::Sync(args) => ingest::run(&settings, &args, true),
         Command::Watch {
             paths,
             rows,

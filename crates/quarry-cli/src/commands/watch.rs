@@ -4,7 +4,7 @@
 //! same data directory in between (the embedded store admits one process at a time).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -131,7 +131,7 @@ fn open_when_free(
     loop {
         match settings.open_index(&settings.data_dir, Some(embedder)) {
             Ok(index) => return Ok(index),
-            Err(e) if Instant::now() < deadline && is_busy(&e, &settings.data_dir) => {
+            Err(e) if Instant::now() < deadline && is_busy(&e) => {
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => return Err(e),
@@ -139,7 +139,7 @@ fn open_when_free(
     }
 }
 
-fn is_busy(e: &anyhow::Error, _dir: &Path) -> bool {
+fn is_busy(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}").to_ascii_lowercase();
     text.contains("already open") || text.contains("lock") || text.contains("busy")
 }
