@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hit::SearchMode;
+use crate::llm::Sampling;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -12,6 +13,7 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     pub index: IndexConfig,
     pub retrieval: RetrievalConfig,
+    pub generator: GeneratorConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +125,113 @@ impl Default for RetrievalConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorKind {
+    /// No model: the passages' best-matching sentences, cited.
+    Extractive,
+    /// A GGUF chat model run in-process.
+    Local,
+    /// An OpenAI-compatible `/v1/chat/completions` server (OpenAI, llama.cpp server, vLLM, Ollama).
+    Openai,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorConfig {
+    pub kind: GeneratorKind,
+    /// Local: a `.gguf` file, or a name looked up in the model cache and the Hugging Face cache.
+    pub model: String,
+    /// Local: threads for the model (default: every core).
+    pub threads: Option<usize>,
+    /// Overrides the context window the model declares (e.g. to save memory).
+    pub context_window: Option<usize>,
+    pub sampling: Sampling,
+    pub prompt: PromptConfig,
+    pub openai: OpenAiConfig,
+    /// Abstain when the best passage's retrieval score is below this (hybrid scores are fused, so
+    /// the scale depends on the fusion; 0 turns the check off).
+    pub min_retrieval_score: f32,
+    /// Abstain when fewer than this share of the answer's sentences are supported by their sources.
+    pub min_supported: f32,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            kind: GeneratorKind::Extractive,
+            model: "SmolLM2-135M-Instruct".into(),
+            threads: None,
+            context_window: None,
+            sampling: Sampling::default(),
+            prompt: PromptConfig::default(),
+            openai: OpenAiConfig::default(),
+            min_retrieval_score: 0.0,
+            min_supported: 0.0,
+        }
+    }
+}
+
+/// The instructions given to the model. `{language}` in `system` is replaced by `language`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptConfig {
+    pub system: String,
+    /// How the answer should look (appended to the system prompt).
+    pub answer_format: String,
+    pub language: String,
+    /// What the model says when the sources do not hold the answer; also used when Quarry abstains.
+    pub abstain_text: String,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        PromptConfig {
+            system: "You answer questions using only the numbered sources you are given. After every sentence, \
+                     cite the sources that support it as [1], [2]. If the sources do not contain the answer, \
+                     say so. Answer in {language}."
+                .into(),
+            answer_format: "Answer in two to four sentences.".into(),
+            language: "English".into(),
+            abstain_text: "The documents do not contain the answer.".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Up to and including `/v1`.
+    pub base_url: String,
+    /// Model name sent in each request.
+    pub model: String,
+    /// Environment variable holding the API key (none is sent when it is unset).
+    pub api_key_env: String,
+    pub timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Retries on 429 and 5xx, with exponential backoff (honouring `Retry-After`).
+    pub retries: u32,
+    /// Context window of the served model (servers do not report it).
+    pub context_window: usize,
+    /// A `tokenizer.json` for exact token counts; without it counts are estimated conservatively.
+    pub tokenizer: Option<String>,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "http://127.0.0.1:8080/v1".into(),
+            model: "default".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            timeout_secs: 120,
+            connect_timeout_secs: 10,
+            retries: 3,
+            context_window: 8192,
+            tokenizer: None,
+        }
+    }
+}
+
 impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<()> {
@@ -144,6 +253,22 @@ impl Config {
         }
         if self.retrieval.rrf_k < 0.0 {
             return bad("retrieval.rrf_k must not be negative");
+        }
+        let g = &self.generator;
+        if g.sampling.temperature < 0.0 {
+            return bad("generator.sampling.temperature must not be negative");
+        }
+        if !(g.sampling.top_p > 0.0 && g.sampling.top_p <= 1.0) {
+            return bad("generator.sampling.top_p must be in (0, 1]");
+        }
+        if g.sampling.max_tokens == 0 {
+            return bad("generator.sampling.max_tokens must be positive");
+        }
+        if g.sampling.repeat_penalty <= 0.0 {
+            return bad("generator.sampling.repeat_penalty must be positive");
+        }
+        if !(0.0..=1.0).contains(&g.min_supported) {
+            return bad("generator.min_supported must be between 0 and 1");
         }
         Ok(())
     }

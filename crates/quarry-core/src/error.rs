@@ -31,6 +31,15 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A remote service (an HTTP model API) refused or failed a request. `transient` marks failures
+    /// worth retrying (timeouts, 429, 5xx).
+    #[error("{endpoint}: {message}")]
+    Service {
+        endpoint: String,
+        message: String,
+        transient: bool,
+    },
+
     /// An error from a backend crate, kept whole so its message and source chain survive.
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
@@ -62,6 +71,7 @@ impl Error {
                 source.kind(),
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
+            Error::Service { transient, .. } => *transient,
             _ => false,
         }
     }

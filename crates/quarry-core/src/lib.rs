@@ -21,10 +21,14 @@ pub mod filter;
 pub mod generator;
 pub mod hit;
 pub mod index;
+pub mod llm;
 pub mod text;
 pub mod vector;
 
-pub use config::{ChunkingConfig, Config, Fusion, IndexConfig, ModelConfig, RetrievalConfig};
+pub use config::{
+    ChunkingConfig, Config, Fusion, GeneratorConfig, GeneratorKind, IndexConfig, ModelConfig, OpenAiConfig,
+    PromptConfig, RetrievalConfig,
+};
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use embedder::{Embedder, TokenCounter};
 pub use error::{Error, Result};
@@ -32,3 +36,4 @@ pub use filter::Filter;
 pub use generator::{Answer, Citation, Expanded, Generator, Passage};
 pub use hit::{Hit, SearchMode};
 pub use index::{DocumentVersion, Index, IndexStats, IndexedDocument, SourceRecord, StoredChunk, StoredDocument};
+pub use llm::{Completion, FinishReason, LanguageModel, Message, Role, Sampling, Usage};
