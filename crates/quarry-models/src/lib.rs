@@ -1,6 +1,6 @@
 //! Model implementations behind `quarry-core`'s traits: the sentence embedder (BERT-family
-//! safetensors + tokenizer.json, run by Quarry's own packed-batch encoder), where models are found on disk, and a
-//! deterministic hashing embedder for tests.
+//! safetensors + tokenizer.json, run by Quarry's own packed-batch encoder), a chat client for OpenAI-compatible
+//! servers ([`OpenAiModel`]), where models are found on disk, and a deterministic hashing embedder for tests.
 //!
 //! Models are loaded from a directory, Quarry's cache (filled by `scripts/setup.sh`) or a
 //! Hugging Face cache; nothing is downloaded at run time.
@@ -17,10 +17,14 @@ pub mod bert;
 pub mod error;
 pub mod hashing;
 pub mod kernels;
+pub mod llm;
+pub mod openai;
 pub mod resolve;
 pub mod sentence;
 
 pub use error::{Error, Result};
 pub use hashing::HashEmbedder;
-pub use resolve::{cache_root, resolve_model_dir};
+pub use llm::{LocalModel, LocalOptions};
+pub use openai::OpenAiModel;
+pub use resolve::{cache_root, resolve_gguf, resolve_model_dir};
 pub use sentence::SentenceEmbedder;

@@ -68,6 +68,53 @@ pub fn resolve_model_dir(name: &str, cache_dir: Option<&Path>) -> Result<PathBuf
     })
 }
 
+/// Resolves a GGUF model: a `.gguf` file, a directory holding one, a name in Quarry's model cache
+/// (`models/<name>/*.gguf`), or `org/name` in the Hugging Face cache.
+pub fn resolve_gguf(name: &str, cache_dir: Option<&Path>) -> Result<PathBuf> {
+    let first_gguf = |dir: &Path| -> Option<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf") && p.is_file())
+            .collect();
+        files.sort();
+        files.into_iter().next()
+    };
+    let direct = PathBuf::from(name);
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    let mut searched = vec![direct.clone()];
+    if let Some(f) = first_gguf(&direct) {
+        return Ok(f);
+    }
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let cache = cache_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cache_root().join("models"));
+    let cached = cache.join(base);
+    if let Some(f) = first_gguf(&cached) {
+        return Ok(f);
+    }
+    searched.push(cached);
+    if name.contains('/') {
+        let hub = hf_hub_cache().join(format!("models--{}", name.replace('/', "--")));
+        let snapshots = hub.join("snapshots");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        if let Some(f) = dirs.iter().find_map(|d| first_gguf(d)) {
+            return Ok(f);
+        }
+        searched.push(hub);
+    }
+    Err(Error::NotFound {
+        name: name.to_string(),
+        searched,
+    })
+}
+
 /// The snapshot `refs/main` points at, else any complete snapshot.
 fn hf_snapshot(repo_dir: &Path) -> Option<PathBuf> {
     let snapshots = repo_dir.join("snapshots");
@@ -108,6 +155,25 @@ mod tests {
         std::fs::write(hub.join("refs/main"), "abc\n").unwrap();
         std::fs::write(hub.join("snapshots/abc/config.json"), "{}").unwrap();
         assert_eq!(hf_snapshot(&hub).unwrap(), hub.join("snapshots/abc"));
+    }
+
+    #[test]
+    fn finds_gguf_files_by_path_directory_and_cache_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("Tiny-Chat");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.gguf"), "x").unwrap();
+        std::fs::write(dir.join("a.gguf"), "x").unwrap();
+        std::fs::write(dir.join("__init__.py"), "").unwrap();
+        let file = dir.join("b.gguf");
+        assert_eq!(resolve_gguf(file.to_str().unwrap(), None).unwrap(), file);
+        assert_eq!(resolve_gguf(dir.to_str().unwrap(), None).unwrap(), dir.join("a.gguf"));
+        assert_eq!(
+            resolve_gguf("org/Tiny-Chat", Some(tmp.path())).unwrap(),
+            dir.join("a.gguf")
+        );
+        let e = resolve_gguf("Other", Some(tmp.path())).unwrap_err().to_string();
+        assert!(e.contains("model `Other` not found"), "{e}");
     }
 
     #[test]

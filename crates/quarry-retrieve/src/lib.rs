@@ -1,6 +1,7 @@
 //! Retrieval over any `quarry_core::Index`: BM25, dense and hybrid search (reciprocal rank fusion
 //! or weighted normalised scores), metadata filters passed down into the index, per-document
-//! collapsing, and turning hits into numbered passages for a generator.
+//! collapsing, turning hits into numbered passages for a generator, and assembling those passages
+//! into the numbered, deduplicated sources of a prompt within a token budget (`context`).
 //!
 //! ```no_run
 //! # fn run(retriever: &quarry_retrieve::Retriever) -> quarry_core::Result<()> {
@@ -13,8 +14,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod context;
 pub mod fusion;
 pub mod retriever;
 
+pub use context::{assemble, Context, ContextOptions, Source};
 pub use fusion::{collapse_documents, rrf, weighted, FuseBy};
 pub use retriever::{Retriever, SearchRequest, SearchTimings};
