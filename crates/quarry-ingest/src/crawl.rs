@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
+pub use crate::boilerplate::BoilerplateThreshold;
+
 /// How far and how fast to crawl.
 #[derive(Debug, Clone)]
 pub struct CrawlOptions {
@@ -28,6 +30,11 @@ pub struct CrawlOptions {
     pub timeout: Duration,
     /// Largest response body read; bigger pages are skipped with an error.
     pub max_bytes: u64,
+    /// Boilerplate across the site's pages: a block (paragraph, list, table) of a web page's text found verbatim
+    /// (case and whitespace aside) on at least `max(min_pages, ⌈min_share × pages⌉)` of the crawl's web pages
+    /// (default: max(3, 30 %)) stays in the first page that has it and is removed from the others before
+    /// chunking (see [`crate::boilerplate`]). Headings are never removed. `None`: every page is kept whole.
+    pub boilerplate: Option<BoilerplateThreshold>,
 }
 
 impl Default for CrawlOptions {
@@ -42,6 +49,7 @@ impl Default for CrawlOptions {
             user_agent: format!("QuarryBot/{} (+https://github.com/quarry)", env!("CARGO_PKG_VERSION")),
             timeout: Duration::from_secs(30),
             max_bytes: 32 << 20,
+            boilerplate: Some(BoilerplateThreshold::default()),
         }
     }
 }
@@ -66,6 +74,10 @@ pub struct CrawlReport {
     pub gone: Vec<String>,
     pub errors: Vec<String>,
     pub complete: bool,
+    /// Distinct blocks found repeated across the pages ([`CrawlOptions::boilerplate`]).
+    pub boilerplate_blocks: usize,
+    /// Copies of those blocks removed from pages (each block stays in one page).
+    pub boilerplate_removed: usize,
 }
 
 /// What the callback tells the crawler about a page: the links to follow from it.

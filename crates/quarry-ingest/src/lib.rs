@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod boilerplate;
 pub mod chunker;
 pub mod crawl;
 pub mod csv;
@@ -23,6 +24,7 @@ pub mod html;
 pub mod json;
 pub mod jsonl;
 pub mod loader;
+mod math;
 pub mod pdf;
 pub mod pipeline;
 pub mod query;

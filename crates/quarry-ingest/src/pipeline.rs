@@ -300,10 +300,34 @@ impl<'a> Ingestor<'a> {
         summary: &mut Summary,
         observer: &dyn Observer,
     ) {
+        if bytes.is_empty() {
+            return summary.errors.push(Error::Empty { path: path.into() }.to_string());
+        }
+        let hasher = self.file_hasher(bytes);
+        self.ingest_hashed(path, source, hasher, || load(bytes), summary, observer);
+    }
+
+    /// The file hash of a source's bytes, still open: a caller whose documents depend on more than the bytes
+    /// (the crawler's boilerplate removal) adds that before [`Self::ingest_hashed`] finishes it.
+    pub(crate) fn file_hasher(&self, bytes: &[u8]) -> Sha256 {
         let mut h = Sha256::new();
         h.update(self.settings_hash.as_bytes());
         h.update(bytes);
-        let file_hash = hex(&h.finalize());
+        h
+    }
+
+    /// [`Self::ingest_bytes`] of a source with bytes, its file hash computed by the caller (see
+    /// [`Self::file_hasher`]).
+    pub(crate) fn ingest_hashed(
+        &self,
+        path: &Path,
+        source: &str,
+        file_hasher: Sha256,
+        load: impl FnOnce() -> Result<Option<crate::loader::Loaded>, Error>,
+        summary: &mut Summary,
+        observer: &dyn Observer,
+    ) {
+        let file_hash = hex(&file_hasher.finalize());
         let previous = match self.index.source(source) {
             Ok(p) => p,
             Err(e) => return summary.errors.push(format!("{source}: {e}")),
@@ -315,11 +339,8 @@ impl<'a> Ingestor<'a> {
                 return;
             }
         }
-        if bytes.is_empty() {
-            return summary.errors.push(Error::Empty { path: path.into() }.to_string());
-        }
         // A file that no longer loads keeps what it contributed before: bad input never erases data.
-        let loaded = match load(bytes) {
+        let loaded = match load() {
             Ok(Some(l)) => l,
             Ok(None) => return summary.skipped.push(path.display().to_string()),
             Err(e) => return summary.errors.push(e.to_string()),

@@ -314,15 +314,49 @@ impl QMatrix {
         scaled + offset
     }
 
+    /// Dot products of rows `r..r+4` with `x`: the activation blocks are loaded once for four rows
+    /// and the four accumulations run interleaved.
+    #[inline]
+    fn dot_rows4(&self, r: usize, x: &QVec) -> [f32; 4] {
+        let nbr = self.cols / BLOCK;
+        let b0 = r * nbr;
+        let d = &self.d[b0..b0 + 4 * nbr];
+        let m = &self.m[b0..b0 + 4 * nbr];
+        let mut out = match self.layout {
+            Layout::Q4 => dot4_q4(&self.q[b0 * 16..(b0 + 4 * nbr) * 16], d, &x.q, &x.d, nbr),
+            Layout::Q8 => dot4_q8(&self.q[b0 * 32..(b0 + 4 * nbr) * 32], d, &x.q, &x.d, nbr),
+        };
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut offset = 0f32;
+            for (mi, si) in m[i * nbr..(i + 1) * nbr].iter().zip(&x.s) {
+                offset += mi * si;
+            }
+            *o += offset;
+        }
+        out
+    }
+
+    /// Rows `r0..r1` · `x` into `out[0..r1-r0]`, four rows at a time.
+    #[inline]
+    fn dot_range(&self, r0: usize, r1: usize, x: &QVec, out: &mut [f32]) {
+        let mut r = r0;
+        while r + 4 <= r1 {
+            out[r - r0..r - r0 + 4].copy_from_slice(&self.dot_rows4(r, x));
+            r += 4;
+        }
+        for rr in r..r1 {
+            out[rr - r0] = self.dot_row(rr, x);
+        }
+    }
+
     /// `out[r] = row_r · x` for every row, split across the thread pool.
     pub fn matvec(&self, x: &QVec, out: &mut [f32]) {
         assert_eq!(x.q.len(), self.cols, "matvec input length");
         assert_eq!(out.len(), self.rows, "matvec output length");
         const ROWS_PER_TASK: usize = 64;
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(c, o)| {
-            for (i, oi) in o.iter_mut().enumerate() {
-                *oi = self.dot_row(c * ROWS_PER_TASK + i, x);
-            }
+            let r0 = c * ROWS_PER_TASK;
+            self.dot_range(r0, r0 + o.len(), x, o);
         });
     }
 
@@ -342,9 +376,7 @@ impl QMatrix {
             for r0 in (0..self.rows).step_by(tile) {
                 let r1 = (r0 + tile).min(self.rows);
                 for (t, x) in group.iter().enumerate() {
-                    for r in r0..r1 {
-                        o[t * self.rows + r] = self.dot_row(r, x);
-                    }
+                    self.dot_range(r0, r1, x, &mut o[t * self.rows + r0..t * self.rows + r1]);
                 }
             }
         });
@@ -416,6 +448,34 @@ fn dot_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
     }
 }
 
+/// `dot_q4` for four consecutive rows of `nb` blocks each.
+fn dot4_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
+    assert!(w.len() >= 4 * nb * 16 && wd.len() >= 4 * nb && x.len() >= nb * 32 && xd.len() >= nb);
+    #[cfg(target_feature = "avx2")]
+    {
+        // SAFETY: AVX2 is enabled at compile time; loads stay within the slices checked above.
+        unsafe { avx2::dot4_q4(w, wd, x, xd, nb) }
+    }
+    #[cfg(not(target_feature = "avx2"))]
+    {
+        std::array::from_fn(|i| dot_q4(&w[i * nb * 16..], &wd[i * nb..(i + 1) * nb], x, xd))
+    }
+}
+
+/// `dot_q8` for four consecutive rows of `nb` blocks each.
+fn dot4_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
+    assert!(w.len() >= 4 * nb * 32 && wd.len() >= 4 * nb && x.len() >= nb * 32 && xd.len() >= nb);
+    #[cfg(target_feature = "avx2")]
+    {
+        // SAFETY: as in `dot4_q4`.
+        unsafe { avx2::dot4_q8(w, wd, x, xd, nb) }
+    }
+    #[cfg(not(target_feature = "avx2"))]
+    {
+        std::array::from_fn(|i| dot_q8(&w[i * nb * 32..], &wd[i * nb..(i + 1) * nb], x, xd))
+    }
+}
+
 /// Σ_b d_w[b]·d_x[b]·(q_w[b] · q_x[b]) over 8-bit weight blocks.
 fn dot_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
     let nb = wd.len();
@@ -469,6 +529,43 @@ mod avx2 {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
         }
         hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
+        let mask = _mm_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..nb {
+            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
+            let xs = xd[b];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let bytes = _mm_loadu_si128(w.as_ptr().add((i * nb + b) * 16) as *const __m128i);
+                let lo = _mm_and_si128(bytes, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+                let q = _mm256_set_m128i(hi, lo);
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), ones);
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wd[i * nb + b] * xs), *a);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..nb {
+            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
+            let xs = xd[b];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * 32) as *const __m256i);
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+                let p = _mm256_madd_epi16(p, ones);
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wd[i * nb + b] * xs), *a);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 
     #[target_feature(enable = "avx2,fma")]
