@@ -147,6 +147,12 @@ pub struct GeneratorConfig {
     /// Overrides the context window the model declares (e.g. to save memory).
     pub context_window: Option<usize>,
     pub sampling: Sampling,
+    /// Most tokens of retrieved sources put in the prompt (less when the window is smaller).
+    pub max_context_tokens: usize,
+    /// Put the best sources first and last, the weakest in the middle ("lost in the middle").
+    pub reorder_sources: bool,
+    /// Support (0–1) a sentence needs from a cited source to count as supported.
+    pub support_threshold: f32,
     pub prompt: PromptConfig,
     pub openai: OpenAiConfig,
     /// Abstain when the best passage's retrieval score is below this (hybrid scores are fused, so
@@ -164,6 +170,9 @@ impl Default for GeneratorConfig {
             threads: None,
             context_window: None,
             sampling: Sampling::default(),
+            max_context_tokens: 2048,
+            reorder_sources: true,
+            support_threshold: 0.5,
             prompt: PromptConfig::default(),
             openai: OpenAiConfig::default(),
             min_retrieval_score: 0.0,
@@ -266,6 +275,9 @@ impl Config {
         }
         if g.sampling.repeat_penalty <= 0.0 {
             return bad("generator.sampling.repeat_penalty must be positive");
+        }
+        if !(0.0..=1.0).contains(&g.support_threshold) {
+            return bad("generator.support_threshold must be between 0 and 1");
         }
         if !(0.0..=1.0).contains(&g.min_supported) {
             return bad("generator.min_supported must be between 0 and 1");

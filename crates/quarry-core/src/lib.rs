@@ -33,7 +33,7 @@ pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use embedder::{Embedder, TokenCounter};
 pub use error::{Error, Result};
 pub use filter::Filter;
-pub use generator::{Answer, Citation, Expanded, Generator, Passage};
+pub use generator::{Answer, Citation, CitationIssue, Expanded, Generator, Passage, SentenceCheck, Timings};
 pub use hit::{Hit, SearchMode};
 pub use index::{DocumentVersion, Index, IndexStats, IndexedDocument, SourceRecord, StoredChunk, StoredDocument};
 pub use llm::{Completion, FinishReason, LanguageModel, Message, Role, Sampling, Usage};

@@ -88,10 +88,12 @@ impl Generator for ExtractiveGenerator {
     fn answer(&self, question: &str, passages: &[Passage]) -> Result<Answer> {
         let mut cands = self.candidates(passages);
         if cands.is_empty() {
-            return Ok(Answer {
-                answer: "The indexed documents contain nothing that answers this.".into(),
-                citations: vec![],
-            });
+            let mut a = Answer::new(
+                "The indexed documents contain nothing that answers this.".into(),
+                vec![],
+            );
+            a.abstained = true;
+            return Ok(a);
         }
         let q = self.embedder.embed_query(question)?;
         // A sentence is embedded with its section headings, which often carry what it is about
@@ -146,10 +148,11 @@ impl Generator for ExtractiveGenerator {
                 start: c.start,
                 end: c.end,
                 page: c.passage.chunk.chunk.page,
+                section: c.passage.chunk.chunk.section.clone(),
                 text: c.text.to_string(),
             });
         }
-        Ok(Answer { answer, citations })
+        Ok(Answer::new(answer, citations))
     }
 }
 

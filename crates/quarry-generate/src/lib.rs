@@ -1,8 +1,10 @@
 //! Turning retrieved passages into answers that cite their sources.
 //!
-//! Now: `ExtractiveGenerator`, which answers with the passages' best-matching sentences, each
-//! followed by `[n]` and mapped to its character span in the source document. LLM generators
-//! (local GGUF, OpenAI-compatible) implement the same `quarry_core::Generator` trait.
+//! - `LlmGenerator`: any `quarry_core::LanguageModel` (local GGUF, OpenAI-compatible) answers from
+//!   a token-budgeted context; every sentence is then verified against the sources it cites
+//!   (`verify`), citations are mapped to document spans, and weak evidence leads to an abstention.
+//! - `ExtractiveGenerator`: no model; the passages' best-matching sentences, each followed by `[n]`
+//!   and mapped to its character span in the source document.
 //!
 //! ```no_run
 //! # fn run(embedder: std::sync::Arc<dyn quarry_core::Embedder>, passages: &[quarry_core::Passage]) -> quarry_core::Result<()> {
@@ -13,5 +15,9 @@
 //! ```
 
 pub mod extractive;
+pub mod llm;
+pub mod verify;
 
 pub use extractive::ExtractiveGenerator;
+pub use llm::LlmGenerator;
+pub use verify::Verifier;

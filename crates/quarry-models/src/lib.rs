@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod llm;
 pub mod openai;
 pub mod resolve;
+pub mod scripted;
 pub mod sentence;
 
 pub use error::{Error, Result};
@@ -27,4 +28,5 @@ pub use hashing::HashEmbedder;
 pub use llm::{LocalModel, LocalOptions};
 pub use openai::OpenAiModel;
 pub use resolve::{cache_root, resolve_gguf, resolve_model_dir};
+pub use scripted::ScriptedModel;
 pub use sentence::SentenceEmbedder;
