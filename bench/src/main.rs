@@ -8,11 +8,15 @@
 //! With `--formats`, instead: per-format ingestion throughput and accuracy on shared/documents,
 //! Quarry vs the Python tools of bench/ingest_reference.py (see formats.rs).
 //!
+//! With `--llm`: local generation speed vs llama.cpp (llama-cpp-python in PYTHON) on the same GGUF;
+//! with `--rag N`: PubMedQA answers for the first N test questions (see llm.rs).
+//!
 //! Results are appended to bench/RESULTS.md. Usage:
 //!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--data-dir DIR]
 //!       [--sentences N] [--embed-only]
 //!   cargo run --release -p quarry-bench -- --formats [--shared ../shared] [--python PYTHON]
 //!       [--min-secs 2] [--edge-dir DIR] [--pdf-extra FILE.json]... [--dump DIR] [--no-append]
+//!   cargo run --release -p quarry-bench -- [--llm] [--rag N] [--max-tokens 96] [--python PYTHON]
 //! PYTHON must have sentence-transformers installed (or, for --formats, the packages listed in
 //! bench/README.md); without it the reference column is reported as missing, not invented.
 
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod formats;
+mod llm;
 
 use anyhow::{Context, Result};
 use quarry_core::{Config, Embedder, SearchMode};
@@ -45,6 +50,9 @@ struct Opts {
     pdf_extra: Vec<PathBuf>,
     no_append: bool,
     dump: Option<PathBuf>,
+    llm: bool,
+    rag: Option<usize>,
+    max_tokens: usize,
 }
 
 fn parse() -> Result<Opts> {
@@ -60,6 +68,9 @@ fn parse() -> Result<Opts> {
         pdf_extra: Vec::new(),
         no_append: false,
         dump: None,
+        llm: false,
+        rag: None,
+        max_tokens: 96,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,6 +87,9 @@ fn parse() -> Result<Opts> {
             "--pdf-extra" => o.pdf_extra.push(PathBuf::from(val()?)),
             "--no-append" => o.no_append = true,
             "--dump" => o.dump = Some(PathBuf::from(val()?)),
+            "--llm" => o.llm = true,
+            "--rag" => o.rag = Some(val()?.parse()?),
+            "--max-tokens" => o.max_tokens = val()?.parse()?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -191,6 +205,27 @@ fn main() -> Result<()> {
         "\n## {} — {cpu}, {cores} cores\n\n",
         String::from_utf8_lossy(&date.stdout).trim()
     ));
+    if o.llm || o.rag.is_some() {
+        let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
+        report.push_str(&format!(
+            "Local generator. Command: `cargo run --release -p quarry-bench -- {}`\n\n",
+            args.join(" ")
+        ));
+        let lo = llm::Opts {
+            shared: o.shared.clone(),
+            python: o.python.clone(),
+            questions: o.rag.unwrap_or(0),
+            max_tokens: o.max_tokens,
+        };
+        if o.llm {
+            report.push_str(&llm::speed(&lo)?);
+            report.push('\n');
+        }
+        if o.rag.is_some() {
+            report.push_str(&llm::pubmedqa(&lo)?);
+        }
+        return append(&report, o.no_append);
+    }
     if o.formats {
         let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
         report.push_str(&format!(

@@ -51,13 +51,7 @@ pub enum Command {
     /// Search the index.
     Search(SearchArgs),
     /// Answer a question from the index, citing the sources.
-    Ask {
-        question: String,
-        #[command(flatten)]
-        opts: QueryOpts,
-        #[arg(long)]
-        json: bool,
-    },
+    Ask(AskArgs),
     /// Show what the index holds.
     Status {
         #[arg(long)]
@@ -78,6 +72,32 @@ pub struct SearchArgs {
     /// Return one hit per document.
     #[arg(long)]
     pub per_document: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    pub question: String,
+    #[command(flatten)]
+    pub opts: QueryOpts,
+    /// extractive (no model), local (GGUF, in-process) or openai (any OpenAI-compatible server);
+    /// default from config: generator.kind.
+    #[arg(long, value_parser = ["extractive", "local", "openai"])]
+    pub generator: Option<String>,
+    /// Local: a .gguf file or a cached model name. OpenAI: the model name sent to the server.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// OpenAI-compatible server, up to and including /v1.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Most answer tokens.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Print the answer as it is generated.
+    #[arg(long)]
+    pub stream: bool,
+    /// Answer, citations, per-sentence verification, token usage and per-stage timings as JSON.
     #[arg(long)]
     pub json: bool,
 }

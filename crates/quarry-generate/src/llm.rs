@@ -52,7 +52,10 @@ impl LlmGenerator {
         let user = if context.sources.is_empty() {
             format!("Question: {question}")
         } else {
-            format!("Sources:\n\n{}\n\nQuestion: {question}", context.render())
+            format!(
+                "Sources:\n\n{}\n\nQuestion: {question}\nAnswer, citing the sources as [1], [2]:",
+                context.render()
+            )
         };
         vec![Message::system(self.system_prompt()), Message::user(user)]
     }
@@ -188,7 +191,14 @@ impl Generator for LlmGenerator {
         let (context, messages) = self.build_prompt(question, passages)?;
         let assembled = Instant::now();
         let assemble_ms = ms(started);
-        let completion = self.model.chat(&messages, &self.cfg.sampling, on_text)?;
+        // Small models go on to invent the next turn: stop there.
+        let mut sampling = self.cfg.sampling.clone();
+        for stop in ["\nQuestion:", "\nSources:"] {
+            if !sampling.stop.iter().any(|s| s == stop) {
+                sampling.stop.push(stop.to_string());
+            }
+        }
+        let completion = self.model.chat(&messages, &sampling, on_text)?;
         let generate_ms = ms(assembled);
         let verify_started = Instant::now();
         let found = claims(&completion.text);

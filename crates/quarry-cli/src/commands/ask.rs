@@ -1,39 +1,141 @@
-use anyhow::Result;
-use quarry_core::Generator;
-use quarry_generate::ExtractiveGenerator;
-use quarry_retrieve::SearchRequest;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
-use crate::args::QueryOpts;
+use anyhow::Result;
+use quarry_core::{Embedder, Generator, GeneratorConfig, GeneratorKind};
+use quarry_generate::{ExtractiveGenerator, LlmGenerator};
+use quarry_models::{LocalModel, LocalOptions, OpenAiModel};
+use quarry_retrieve::SearchRequest;
+
+use crate::args::AskArgs;
 use crate::commands::search::{retriever, snippet};
 use crate::settings::{Query, Settings};
 
-pub fn run(settings: &Settings, question: &str, opts: &QueryOpts, json: bool) -> Result<ExitCode> {
-    let q = Query::from_opts(opts, &settings.config)?;
+/// The generator settings after command-line overrides.
+fn generator_config(settings: &Settings, args: &AskArgs) -> Result<GeneratorConfig> {
+    let mut cfg = settings.config.generator.clone();
+    if let Some(kind) = &args.generator {
+        cfg.kind = match kind.as_str() {
+            "local" => GeneratorKind::Local,
+            "openai" => GeneratorKind::Openai,
+            _ => GeneratorKind::Extractive,
+        };
+    }
+    if let Some(m) = &args.model {
+        match cfg.kind {
+            GeneratorKind::Openai => cfg.openai.model = m.clone(),
+            _ => cfg.model = m.clone(),
+        }
+    }
+    if let Some(u) = &args.base_url {
+        cfg.openai.base_url = u.clone();
+    }
+    if let Some(n) = args.max_tokens {
+        anyhow::ensure!(n > 0, "--max-tokens must be positive");
+        cfg.sampling.max_tokens = n;
+    }
+    Ok(cfg)
+}
+
+pub fn build_generator(
+    settings: &Settings,
+    cfg: GeneratorConfig,
+    embedder: Arc<dyn Embedder>,
+) -> Result<Box<dyn Generator>> {
+    Ok(match cfg.kind {
+        GeneratorKind::Extractive => Box::new(ExtractiveGenerator::new(embedder)),
+        GeneratorKind::Local => {
+            let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
+            let path = quarry_models::resolve_gguf(&cfg.model, cache)?;
+            let opts = LocalOptions {
+                threads: cfg.threads,
+                context_window: cfg.context_window,
+            };
+            let model = LocalModel::load(&path, &opts)?;
+            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
+        }
+        GeneratorKind::Openai => {
+            let mut openai = cfg.openai.clone();
+            if let Some(w) = cfg.context_window {
+                openai.context_window = w;
+            }
+            let model = OpenAiModel::from_config(&openai)?;
+            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
+        }
+    })
+}
+
+pub fn run(settings: &Settings, args: &AskArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let cfg = generator_config(settings, args)?;
+    let q = Query::from_opts(&args.opts, &settings.config)?;
     let (retriever, embedder) = retriever(settings)?;
-    let hits = retriever.search(&SearchRequest {
-        query: question,
+    let (hits, search_timings) = retriever.search_timed(&SearchRequest {
+        query: &args.question,
         mode: q.mode,
         top_k: q.top_k,
         filter: q.filter.as_ref(),
         per_document: false,
     })?;
     let passages = retriever.passages(&hits)?;
-    let generator = ExtractiveGenerator::new(embedder);
-    let answer = generator.answer(question, &passages)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let retrieve_ms = search_timings.total_ms;
+    let generator = build_generator(settings, cfg, embedder)?;
+    let mut out = std::io::stdout();
+    let mut answer = if args.stream && !args.json {
+        generator.answer_streaming(&args.question, &passages, &mut |piece| {
+            let _ = write!(out, "{piece}");
+            out.flush().is_ok()
+        })?
     } else {
-        println!("{}\n", answer.answer);
-        for c in &answer.citations {
-            let name = if c.doc_id == c.source {
-                c.source.clone()
-            } else {
-                format!("{} ({})", c.doc_id, c.source)
+        generator.answer(&args.question, &passages)?
+    };
+    answer.timings.retrieve_ms = Some(retrieve_ms);
+    answer.timings.total_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+    if args.json {
+        let mut v = serde_json::to_value(&answer)?;
+        v["generator"] = serde_json::Value::String(generator.name().to_string());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.stream {
+        println!();
+        if answer.abstained && answer.draft.is_some() {
+            println!("\n{}", answer.answer);
+        }
+    } else {
+        println!("{}", answer.answer);
+    }
+    println!();
+    for c in &answer.citations {
+        let name = if c.doc_id == c.source {
+            c.source.clone()
+        } else {
+            format!("{} ({})", c.doc_id, c.source)
+        };
+        let at = c.page.map(|p| format!("p. {p}, ")).unwrap_or_default();
+        let section = if c.section.is_empty() {
+            String::new()
+        } else {
+            format!("{}, ", c.section.join(" > "))
+        };
+        println!("[{}] {name}, {section}{at}characters {}..{}", c.n, c.start, c.end);
+        println!("    {}", snippet(&c.text, 160));
+    }
+    let flagged: Vec<_> = answer.sentences.iter().filter(|s| !s.supported).collect();
+    if !flagged.is_empty() {
+        println!();
+        for s in flagged {
+            let why = match &s.issue {
+                Some(quarry_core::CitationIssue::Uncited) => "no citation".to_string(),
+                Some(quarry_core::CitationIssue::UnknownSource { n }) => format!("cites [{n}], which is not a source"),
+                Some(quarry_core::CitationIssue::WrongSource { supported_by, .. }) => {
+                    format!("the cited source does not support it; [{supported_by}] does")
+                }
+                _ => "not supported by its sources".to_string(),
             };
-            let at = c.page.map(|p| format!("p. {p}, ")).unwrap_or_default();
-            println!("[{}] {name}, {at}characters {}..{}", c.n, c.start, c.end);
-            println!("    {}", snippet(&c.text, 160));
+            println!("unverified ({why}): {}", snippet(&s.text, 120));
         }
     }
     Ok(ExitCode::SUCCESS)

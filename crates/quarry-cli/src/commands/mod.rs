@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => watch::run(&settings, &paths, &rows, std::time::Duration::from_millis(debounce_ms)),
         Command::Extract { paths, rows } => ingest::extract(&paths, &rows),
         Command::Search(args) => search::run(&settings, &args),
-        Command::Ask { question, opts, json } => ask::run(&settings, &question, &opts, json),
+        Command::Ask(args) => ask::run(&settings, &args),
         Command::Status { json } => status::run(&settings, json),
         Command::Rebuild => status::rebuild(&settings),
         Command::Eval(cmd) => eval::run(&settings, cmd),

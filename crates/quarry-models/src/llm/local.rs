@@ -78,6 +78,14 @@ impl LocalModel {
         })
     }
 
+    /// Forgets the cached prompt prefix (benchmarks measuring prompt processing from scratch).
+    pub fn clear_cache(&self) {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let (seen, cache) = &mut *session;
+        cache.truncate(0, self.llama.kv_dim());
+        seen.clear();
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
