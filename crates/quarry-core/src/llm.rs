@@ -85,8 +85,8 @@ impl Default for Sampling {
             seed: 42,
             max_tokens: 256,
             stop: Vec::new(),
-            repeat_penalty: 1.15,
-            repeat_last_n: 256,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
         }
     }
 }
