@@ -17,4 +17,4 @@ data=.quarry/demo
 "$bin" --data-dir "$data" status
 echo
 echo "Q: $question"
-"$bin" --data-dir "$data" ask "$question"
+"$bin" --data-dir "$data" ask "$question" --generator local --stream
