@@ -34,7 +34,11 @@ fn reads_the_window_tokenizer_and_chat_template_from_the_file() {
     let ids = m.encode_chat(&msgs).unwrap();
     // ChatML control tokens become single ids: <|im_start|> = 1, <|im_end|> = 2.
     assert_eq!(ids[0], 1);
-    assert_eq!(ids.iter().filter(|&&t| t == 1).count(), 3, "system, user and the assistant header");
+    assert_eq!(
+        ids.iter().filter(|&&t| t == 1).count(),
+        3,
+        "system, user and the assistant header"
+    );
     assert_eq!(ids.iter().filter(|&&t| t == 2).count(), 2);
     assert_eq!(m.prompt_tokens(&msgs).unwrap(), ids.len());
     // Digits are split one by one by this vocabulary's pre-tokenizer.
@@ -99,7 +103,12 @@ fn sampling_is_reproducible_per_seed_and_limits_hold() {
         .unwrap();
     assert_eq!(stopped.finish, FinishReason::Stop);
     assert!(!stopped.text.contains('5'));
-    assert!(full.text.starts_with(&stopped.text), "{:?} vs {:?}", stopped.text, full.text);
+    assert!(
+        full.text.starts_with(&stopped.text),
+        "{:?} vs {:?}",
+        stopped.text,
+        full.text
+    );
 
     // The callback can stop generation.
     let mut seen = 0;
@@ -126,7 +135,10 @@ fn a_prompt_larger_than_the_window_is_refused() {
     .unwrap();
     assert_eq!(small.context_window(), 64);
     let long = "word ".repeat(100);
-    let e = small.chat(&[Message::user(long)], &greedy(8), &mut |_| true).unwrap_err().to_string();
+    let e = small
+        .chat(&[Message::user(long)], &greedy(8), &mut |_| true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("the prompt is") && e.contains("64"), "{e}");
 }
 
@@ -138,17 +150,26 @@ fn damaged_or_missing_files_give_errors_that_name_them() {
 
     let truncated = dir.path().join("cut.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let e = LocalModel::load(&truncated, &LocalOptions::default()).err().unwrap().to_string();
+    let e = LocalModel::load(&truncated, &LocalOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
 
     let garbage = dir.path().join("garbage.gguf");
     std::fs::write(&garbage, b"this is not a model at all").unwrap();
-    let e = LocalModel::load(&garbage, &LocalOptions::default()).err().unwrap().to_string();
+    let e = LocalModel::load(&garbage, &LocalOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("garbage.gguf") && e.contains("not a GGUF"), "{e}");
 
     let header_only = dir.path().join("header.gguf");
     std::fs::write(&header_only, &bytes[..4096]).unwrap();
-    let e = LocalModel::load(&header_only, &LocalOptions::default()).err().unwrap().to_string();
+    let e = LocalModel::load(&header_only, &LocalOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("header.gguf"), "{e}");
 
     let e = resolve_gguf(&dir.path().join("missing.gguf").display().to_string(), Some(dir.path()))
