@@ -9,7 +9,8 @@
 //! Support = the larger of the two when they agree (both ≥ half the threshold), else their mean, so
 //! neither a paraphrase (low lexical) nor a same-words contradiction (lower cosine) alone decides.
 //! A sentence is supported when its best *cited* source reaches `threshold`. When only an uncited
-//! source does, the citation points at the wrong source; a sentence with no markers is uncited.
+//! source does, the citation points at the wrong source. A sentence with no markers is flagged as
+//! uncited, and counts as supported when some source reaches the threshold (grounded, uncited).
 //! The best window of each cited source becomes the citation's character span.
 
 use std::collections::HashSet;
@@ -307,7 +308,9 @@ impl<'a> Verifier<'a> {
     /// each cited source (for citation spans).
     pub fn check(&self, claims: &[Claim], context: &Context) -> Result<(Vec<SentenceCheck>, Vec<Vec<Evidence>>)> {
         let windows: Vec<Window> = context.sources.iter().flat_map(windows).collect();
-        let semantic: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> = match self.embedder {
+        // (claim vectors, window vectors)
+        type Vectors = Vec<Vec<f32>>;
+        let semantic: Option<(Vectors, Vectors)> = match self.embedder {
             Some(e) if !claims.is_empty() && !windows.is_empty() => {
                 let c: Vec<&str> = claims.iter().map(|c| c.text.as_str()).collect();
                 let w: Vec<&str> = windows.iter().map(|w| w.text.as_str()).collect();
@@ -348,7 +351,13 @@ impl<'a> Verifier<'a> {
                 .filter(|b| known.contains(&b.0))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let overall = best.iter().max_by(|a, b| a.1.total_cmp(&b.1));
-            let support = cited_best.map_or(0.0, |b| b.1);
+            // An uncited sentence is still measured against every source (is it grounded at all?),
+            // and flagged as uncited either way.
+            let support = if claim.cites.is_empty() {
+                overall.map_or(0.0, |b| b.1)
+            } else {
+                cited_best.map_or(0.0, |b| b.1)
+            };
             let supported = support >= self.threshold;
             let issue = if let Some(&n) = claim.cites.iter().find(|n| context.source(**n).is_none()) {
                 Some(CitationIssue::UnknownSource { n })
@@ -384,7 +393,11 @@ impl<'a> Verifier<'a> {
                 text: claim.sentence.clone(),
                 cites: claim.cites.clone(),
                 support,
-                supported: supported && matches!(issue, None | Some(CitationIssue::UnknownSource { .. })),
+                supported: supported
+                    && matches!(
+                        issue,
+                        None | Some(CitationIssue::Uncited) | Some(CitationIssue::UnknownSource { .. })
+                    ),
                 best_source: overall.filter(|o| o.1 > 0.0).map(|o| o.0),
                 issue,
             });
@@ -464,6 +477,7 @@ mod tests {
         assert!(!checks[1].supported);
         assert_eq!(checks[2].issue, Some(CitationIssue::Uncited));
         assert_eq!(checks[2].best_source, Some(1));
+        assert!(checks[2].supported, "grounded in source 1, though uncited");
         assert_eq!(checks[3].issue, Some(CitationIssue::Unsupported));
         assert_eq!(checks[4].issue, Some(CitationIssue::UnknownSource { n: 7 }));
         // The evidence span of the first claim is the first sentence of source 1, in document offsets.

@@ -123,7 +123,11 @@ pub fn run(settings: &Settings, args: &AskArgs) -> Result<ExitCode> {
         println!("[{}] {name}, {section}{at}characters {}..{}", c.n, c.start, c.end);
         println!("    {}", snippet(&c.text, 160));
     }
-    let flagged: Vec<_> = answer.sentences.iter().filter(|s| !s.supported).collect();
+    let flagged: Vec<_> = answer
+        .sentences
+        .iter()
+        .filter(|s| !s.supported || s.issue.is_some())
+        .collect();
     if !flagged.is_empty() {
         println!();
         for s in flagged {
