@@ -3,7 +3,9 @@
 usage: llm_reference.py MODEL.gguf PROMPTS.json THREADS
 PROMPTS.json: [{"messages": [{"role": ..., "content": ...}], "max_tokens": N}, ...]
 Prints JSON: per prompt the prompt tokens, generated tokens, seconds to the first token and in total;
-greedy decoding, repeat penalty 1.1 over the last 64 tokens (Quarry's defaults).
+greedy decoding, repeat penalty 1.1 over the last 64 tokens (Quarry's defaults). Each prompt runs twice
+with a fresh cache and the faster run is kept, as on the Quarry side (the first call also pays
+llama.cpp's lazy initialisation).
 """
 import json
 import sys
@@ -18,24 +20,28 @@ def main():
                 n_batch=256, verbose=False, last_n_tokens_size=64)
     out = []
     for p in json.load(open(prompts)):
-        llm.reset()
-        start = time.perf_counter()
-        first = None
-        pieces = []
-        usage = None
-        for chunk in llm.create_chat_completion(messages=p["messages"], max_tokens=p["max_tokens"],
-                                                temperature=0.0, top_k=1, repeat_penalty=1.1, stream=True):
-            delta = chunk["choices"][0].get("delta", {})
-            if delta.get("content"):
-                if first is None:
-                    first = time.perf_counter() - start
-                pieces.append(delta["content"])
-        total = time.perf_counter() - start
-        # One streamed chunk per generated token; the context then holds prompt + generated tokens.
-        generated = len(pieces)
-        out.append({"text": "".join(pieces), "first_token_s": first, "total_s": total,
-                    "generated_tokens": generated, "prompt_tokens": llm.n_tokens - generated})
+        runs = [run(llm, p) for _ in range(2)]
+        out.append(min(runs, key=lambda r: r["total_s"]))
     print(json.dumps({"results": out, "llama_cpp": __import__("llama_cpp").__version__}))
+
+
+def run(llm, p):
+    llm.reset()
+    start = time.perf_counter()
+    first = None
+    pieces = []
+    for chunk in llm.create_chat_completion(messages=p["messages"], max_tokens=p["max_tokens"],
+                                            temperature=0.0, top_k=1, repeat_penalty=1.1, stream=True):
+        delta = chunk["choices"][0].get("delta", {})
+        if delta.get("content"):
+            if first is None:
+                first = time.perf_counter() - start
+            pieces.append(delta["content"])
+    total = time.perf_counter() - start
+    # One streamed chunk per generated token; the context then holds prompt + generated tokens.
+    generated = len(pieces)
+    return {"text": "".join(pieces), "first_token_s": first, "total_s": total,
+            "generated_tokens": generated, "prompt_tokens": llm.n_tokens - generated}
 
 
 if __name__ == "__main__":
