@@ -10,11 +10,17 @@
 //! ```
 
 pub mod beir;
+pub mod compare;
 pub mod error;
+pub mod measure;
 pub mod metrics;
 pub mod retrieval;
+pub mod trec;
 
 pub use beir::BeirDataset;
+pub use compare::{check_gate, compare, CompareOptions, Comparison, Gate, ScoreTable};
 pub use error::{Error, Result};
+pub use measure::{evaluate_measures, Evaluation, Measure, Metric};
 pub use metrics::{evaluate, Qrels, QueryMetrics, Run};
 pub use retrieval::{evaluate_retrieval, percentile, write_trec_run, RetrievalReport, Timings};
+pub use trec::{read_qrels, read_run, RunFileReport};
