@@ -122,17 +122,224 @@ pub enum EvalCommand {
         dataset: PathBuf,
         #[arg(long, default_value = "test")]
         split: String,
+        /// Take the queries and gold documents from this eval set (e.g. a synthetic one) instead of the split.
+        #[arg(long)]
+        evalset: Option<PathBuf>,
         #[arg(long, default_value = "hybrid")]
         mode: SearchMode,
         /// Documents retrieved per query.
         #[arg(long, default_value_t = 100)]
         depth: usize,
-        /// Write the report as JSON here.
+        /// Measures to report, e.g. "ndcg@10,recall@100,mrr@10,map,hit@5,judged@10" (default: a standard set).
+        #[arg(long)]
+        measures: Option<String>,
+        /// Write the report (means, per-query values, timings) as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
         /// Write a TREC run file here.
         #[arg(long)]
         run: Option<PathBuf>,
+        /// Write a self-contained HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Score a TREC run file against qrels (TREC or BEIR format), per query and on average.
+    Run {
+        run: PathBuf,
+        #[arg(long)]
+        qrels: PathBuf,
+        #[arg(long)]
+        measures: Option<String>,
+        /// A corpus (BEIR corpus.jsonl) whose ids the qrels and run should name: unknown ids are counted.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Print every query's values too.
+        #[arg(long)]
+        per_query: bool,
+        /// Write a self-contained HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Compare two systems on the same queries: paired bootstrap confidence intervals, a randomization test,
+    /// wins/losses and the queries that changed most. Inputs are TREC run files (scored with --qrels) or the
+    /// JSON reports of `quarry eval retrieval` / `quarry eval answers`.
+    Compare {
+        /// The baseline.
+        a: PathBuf,
+        /// The candidate.
+        b: PathBuf,
+        /// Qrels for run files.
+        #[arg(long)]
+        qrels: Option<PathBuf>,
+        #[arg(long)]
+        measures: Option<String>,
+        /// Fail (exit code 1) when a gate on B − A holds, e.g. "ndcg@10<-0.01"; repeatable.
+        #[arg(long = "fail-if", value_name = "GATE")]
+        fail_if: Vec<String>,
+        /// Queries listed as changing most.
+        #[arg(long, default_value_t = 10)]
+        top_changed: usize,
+        #[arg(long, default_value_t = 10_000)]
+        bootstrap: usize,
+        #[arg(long, default_value_t = 10_000)]
+        permutations: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a Markdown summary here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write a self-contained HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Answer quality on an eval set: retrieve, answer, then score with exact match / token F1 / ROUGE-L /
+    /// embedding similarity against gold answers, gold-document recall, Quarry's citation verifier, and (with
+    /// --judge) the RAGAS metrics: faithfulness, answer relevance, context precision, context recall and answer
+    /// correctness. Judge outputs are cached in DATA_DIR/judge-cache.jsonl, so a re-run costs nothing.
+    Answers {
+        /// An eval set (JSONL: id, question, gold_answer, gold_doc_ids, metadata).
+        evalset: PathBuf,
+        /// Index this corpus (BEIR corpus.jsonl or any file Quarry ingests) into DATA_DIR/eval-cache and answer
+        /// from it, instead of from the data directory's index.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Items to evaluate (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value = "hybrid")]
+        mode: SearchMode,
+        /// Passages retrieved and given to the generator.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// extractive, local or openai (default from config: generator.kind).
+        #[arg(long, value_parser = ["extractive", "local", "openai"])]
+        generator: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Most answer tokens.
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// The judge for the RAGAS metrics: local or openai (default: none, only the cheap metrics).
+        #[arg(long, value_parser = ["local", "openai"])]
+        judge: Option<String>,
+        #[arg(long)]
+        judge_model: Option<String>,
+        #[arg(long)]
+        judge_base_url: Option<String>,
+        /// Where the answer's statements come from: the judge (as ragas does) or the answer's sentences.
+        #[arg(long, value_parser = ["judge", "sentences"], default_value = "judge")]
+        statements: String,
+        /// Judged metrics to compute (default: all five), e.g. "faithfulness,context_recall".
+        #[arg(long)]
+        metrics: Option<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Write a synthetic eval set from a corpus: a language model writes one question per sampled chunk, the
+    /// questions are filtered (length, standalone, grounded, not copied, not duplicated; with --judge, answerable),
+    /// and the chunk's document is the gold.
+    Synth {
+        /// Sample from this corpus file's cached index (as `eval answers --corpus`) instead of the data directory.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        questions: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Chunks shorter than this many tokens are not sampled.
+        #[arg(long, default_value_t = 40)]
+        min_tokens: usize,
+        /// The question writer: local or openai (default from config: generator.kind, which must not be extractive).
+        #[arg(long, value_parser = ["local", "openai"])]
+        generator: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Also ask a judge whether the chunk answers each question: local or openai.
+        #[arg(long, value_parser = ["local", "openai"])]
+        judge: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate a grid of settings on a BEIR split in one command: chunk size × overlap (one index each, reusing
+    /// the embeddings of chunks that did not change) × mode × fusion (RRF k, dense weight) × candidates. Prints
+    /// every setting with a bootstrap confidence interval, and the best one against the runner-up.
+    /// Choose settings on a training split, then report the test split once.
+    Sweep {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Chunk sizes in tokens (default: the configured one).
+        #[arg(long, value_delimiter = ',')]
+        chunk_tokens: Vec<usize>,
+        /// Chunk overlaps in tokens (default: the configured one).
+        #[arg(long, value_delimiter = ',')]
+        overlap: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "bm25,dense,hybrid")]
+        mode: Vec<SearchMode>,
+        /// Hybrid with reciprocal rank fusion at these k.
+        #[arg(long, value_delimiter = ',')]
+        rrf_k: Vec<f32>,
+        /// Hybrid with weighted fusion at these dense weights.
+        #[arg(long, value_delimiter = ',')]
+        dense_weight: Vec<f32>,
+        /// Candidates taken from each of BM25 and dense before fusion (default: the configured number).
+        #[arg(long, value_delimiter = ',')]
+        candidates: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        depth: usize,
+        /// The measure that picks the best setting.
+        #[arg(long, default_value = "ndcg@10")]
+        measure: String,
+        /// Use only the first N judged queries.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Take the queries and gold documents from this eval set (e.g. a synthetic one) instead of the split.
+        #[arg(long)]
+        evalset: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Do two sweeps (e.g. on real judgements and on a synthetic set) rank the same settings in the same order?
+    /// Prints Kendall's tau-b over the settings both contain.
+    RankAgreement { a: PathBuf, b: PathBuf },
+    /// Agreement of faithfulness verdicts with hand labels: Quarry's verifier (recorded in the labels file) and,
+    /// with --judge, an LLM judge (cached): accuracy, Cohen's kappa and the confusion counts.
+    Agreement {
+        /// JSONL of {id, question, statement, contexts, label, verifier, judge}.
+        labels: PathBuf,
+        #[arg(long, value_parser = ["local", "openai"])]
+        judge: Option<String>,
+        #[arg(long)]
+        judge_model: Option<String>,
+        #[arg(long)]
+        judge_base_url: Option<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Convert a dataset into an eval set (JSONL).
+    Convert {
+        /// pubmedqa (shared/datasets/pubmedqa-pqal/qa.jsonl) or beir (a BEIR folder; needs --split).
+        #[arg(value_parser = ["pubmedqa", "beir"])]
+        from: String,
+        input: PathBuf,
+        /// pubmedqa: test or dev_or_train (default: all); beir: the qrels split (default: test).
+        #[arg(long)]
+        split: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

@@ -15,6 +15,9 @@ pub struct BeirDataset {
     /// Queries that have judgements in the split, in id order: (id, text).
     pub queries: Vec<(String, String)>,
     pub qrels: Qrels,
+    /// Judged queries left out because their text is missing or empty: (id, reason). They are reported, never
+    /// silently scored.
+    pub skipped: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -64,19 +67,24 @@ impl BeirDataset {
             texts.insert(id, q.text);
         }
         let mut queries = Vec::new();
-        let mut missing = Vec::new();
+        let mut skipped = Vec::new();
         for qid in qrels.keys() {
             match texts.get(qid) {
                 Some(t) if !t.trim().is_empty() => queries.push((qid.clone(), t.clone())),
-                _ => missing.push(qid.clone()),
+                Some(_) => skipped.push((qid.clone(), "empty query text".to_string())),
+                None => skipped.push((qid.clone(), format!("not in {}", queries_path.display()))),
             }
         }
-        if !missing.is_empty() {
+        if queries.is_empty() {
             return Err(Error::Dataset {
                 path: queries_path,
-                message: format!("{} judged queries have no text, e.g. {}", missing.len(), missing[0]),
+                message: format!("none of the {} judged queries has text", qrels.len()),
             });
         }
+        let qrels: Qrels = qrels
+            .into_iter()
+            .filter(|(q, _)| !skipped.iter().any(|(s, _)| s == q))
+            .collect();
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -88,8 +96,40 @@ impl BeirDataset {
             split: split.to_string(),
             queries,
             qrels,
+            skipped,
         })
     }
+
+    /// The ids of the corpus documents.
+    pub fn corpus_ids(&self) -> Result<std::collections::HashSet<String>> {
+        corpus_ids(&self.corpus_path())
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(alias = "id")]
+    _id: serde_json::Value,
+}
+
+/// The `_id` (or `id`) of every record of a BEIR `corpus.jsonl`.
+pub fn corpus_ids(path: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for (i, line) in read(path)?.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: IdOnly = serde_json::from_str(line).map_err(|e| Error::Malformed {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: format!("invalid corpus record: {e}"),
+        })?;
+        ids.insert(match r._id {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+    }
+    Ok(ids)
 }
 
 /// Reads `query-id <TAB> corpus-id <TAB> score` lines, with or without BEIR's header line.
@@ -164,6 +204,19 @@ mod tests {
             e.ends_with("bad.tsv:2: expected 3 tab-separated columns, found 2"),
             "{e}"
         );
+        // Judged queries without text are left out and reported, not scored and not fatal.
+        std::fs::write(d.join("qrels/gaps.tsv"), "q1\t1\t1\nq3\t1\t1\nq4\t1\t1\n").unwrap();
+        std::fs::write(
+            d.join("queries.jsonl"),
+            "{\"_id\":\"q1\",\"text\":\"one\"}\n{\"_id\":\"q3\",\"text\":\"  \"}\n",
+        )
+        .unwrap();
+        let ds = BeirDataset::load(d, "gaps").unwrap();
+        assert_eq!(ds.queries.len(), 1);
+        assert_eq!(ds.qrels.len(), 1);
+        assert_eq!(ds.skipped.len(), 2);
+        assert_eq!(ds.skipped[0], ("q3".to_string(), "empty query text".to_string()));
+        assert!(ds.skipped[1].1.contains("queries.jsonl"), "{:?}", ds.skipped);
         let e = BeirDataset::load(d, "nosuch").err().unwrap().to_string();
         assert!(e.contains("nosuch.tsv: cannot read"), "{e}");
     }

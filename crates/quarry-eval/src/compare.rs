@@ -33,6 +33,66 @@ impl ScoreTable {
         self.metrics.iter().position(|m| m == metric)
     }
 
+    /// JSON form: `{"metrics": [...], "rows": {"qid": [value or null, ...]}}` (null = not applicable).
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: serde_json::Map<String, serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(q, v)| {
+                let vals = v.iter().map(|x| {
+                    if x.is_nan() {
+                        serde_json::Value::Null
+                    } else {
+                        (*x).into()
+                    }
+                });
+                (q.clone(), serde_json::Value::Array(vals.collect()))
+            })
+            .collect();
+        serde_json::json!({ "metrics": self.metrics, "rows": rows })
+    }
+
+    /// Reads the JSON form written by [`ScoreTable::to_json`]; `what` names the source in errors.
+    pub fn from_json(v: &serde_json::Value, what: &str) -> Result<ScoreTable, String> {
+        let metrics: Vec<String> = v["metrics"]
+            .as_array()
+            .ok_or_else(|| format!("{what}: no \"metrics\" list in the score table"))?
+            .iter()
+            .map(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{what}: metric names must be strings"))
+            })
+            .collect::<Result<_, _>>()?;
+        let rows_in = v["rows"]
+            .as_object()
+            .ok_or_else(|| format!("{what}: no \"rows\" object in the score table"))?;
+        let mut rows = BTreeMap::new();
+        for (q, vals) in rows_in {
+            let vals = vals
+                .as_array()
+                .ok_or_else(|| format!("{what}: query {q:?}: values must be a list"))?;
+            if vals.len() != metrics.len() {
+                return Err(format!(
+                    "{what}: query {q:?} has {} values for {} metrics",
+                    vals.len(),
+                    metrics.len()
+                ));
+            }
+            let vals = vals
+                .iter()
+                .map(|x| match x {
+                    serde_json::Value::Null => Ok(f64::NAN),
+                    x => x
+                        .as_f64()
+                        .ok_or_else(|| format!("{what}: query {q:?}: {x} is not a number")),
+                })
+                .collect::<Result<Vec<f64>, String>>()?;
+            rows.insert(q.clone(), vals);
+        }
+        Ok(ScoreTable { metrics, rows })
+    }
+
     pub fn mean(&self, metric: &str) -> Option<f64> {
         let i = self.column(metric)?;
         let v: Vec<f64> = self.rows.values().map(|r| r[i]).filter(|x| !x.is_nan()).collect();
@@ -168,7 +228,12 @@ pub fn compare(a: &ScoreTable, b: &ScoreTable, opts: &CompareOptions, most_chang
                     b: *y,
                 })
                 .collect();
-            c.sort_by(|p, q| (q.b - q.a).abs().total_cmp(&(p.b - p.a).abs()).then(p.query.cmp(&q.query)));
+            c.sort_by(|p, q| {
+                (q.b - q.a)
+                    .abs()
+                    .total_cmp(&(p.b - p.a).abs())
+                    .then(p.query.cmp(&q.query))
+            });
             c.truncate(most_changed);
             changed = c;
         }
@@ -250,7 +315,9 @@ impl FromStr for Gate {
         let (pos, op, len) = ["<=", ">=", "<", ">"]
             .iter()
             .find_map(|op| s.find(op).map(|p| (p, *op, op.len())))
-            .ok_or_else(|| format!("gate {s:?}: expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE"))?;
+            .ok_or_else(|| {
+                format!("gate {s:?}: expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE")
+            })?;
         let metric = s[..pos].trim();
         if metric.is_empty() {
             return Err(format!("gate {s:?}: no metric before {op:?}"));
@@ -394,8 +461,13 @@ mod tests {
         let worse = table(&[("1", 0.45), ("2", 0.47)]);
         let c = compare(&a, &worse, &CompareOptions::default(), 5);
         let err = check_gate(&c, &g).unwrap_err();
-        assert!(err.contains("gate ndcg@10<-0.01 failed: ndcg@10 changed by -0.0400"), "{err}");
+        assert!(
+            err.contains("gate ndcg@10<-0.01 failed: ndcg@10 changed by -0.0400"),
+            "{err}"
+        );
         assert!(check_gate(&c, &"ndcg@10<-0.05".parse().unwrap()).is_ok());
-        assert!(check_gate(&c, &"mrr@10<0".parse().unwrap()).unwrap_err().contains("not in the comparison"));
+        assert!(check_gate(&c, &"mrr@10<0".parse().unwrap())
+            .unwrap_err()
+            .contains("not in the comparison"));
     }
 }

@@ -9,15 +9,24 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agreement;
+pub mod answers;
 pub mod beir;
 pub mod compare;
 pub mod error;
+pub mod evalset;
+pub mod html;
+pub mod judge;
+pub mod lexical;
 pub mod measure;
 pub mod metrics;
+pub mod ragas;
+pub mod report;
 pub mod retrieval;
+pub mod synth;
 pub mod trec;
 
-pub use beir::BeirDataset;
+pub use beir::{corpus_ids, BeirDataset};
 pub use compare::{check_gate, compare, CompareOptions, Comparison, Gate, ScoreTable};
 pub use error::{Error, Result};
 pub use measure::{evaluate_measures, Evaluation, Measure, Metric};

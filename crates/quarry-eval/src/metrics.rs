@@ -13,7 +13,7 @@ use serde::Serialize;
 /// query id → document id → grade
 pub type Qrels = BTreeMap<String, HashMap<String, i32>>;
 /// query id → (document id, score); order is irrelevant, ranking is recomputed.
-pub type Run = BTreeMap<String, Vec<(String, f32)>>;
+pub type Run = BTreeMap<String, Vec<(String, f64)>>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueryMetrics {
@@ -57,8 +57,8 @@ impl QueryMetrics {
 
 /// Ranks a query's results the way trec_eval does: score descending, then document id descending.
 /// A document listed twice counts once, at its best rank.
-pub fn rank(results: &[(String, f32)]) -> Vec<&str> {
-    let mut r: Vec<&(String, f32)> = results.iter().collect();
+pub fn rank(results: &[(String, f64)]) -> Vec<&str> {
+    let mut r: Vec<&(String, f64)> = results.iter().collect();
     r.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
     let mut seen = std::collections::HashSet::new();
     r.into_iter()
@@ -129,7 +129,7 @@ pub fn map_at(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> f64 {
     sum / total as f64
 }
 
-pub fn query_metrics(results: &[(String, f32)], judged: &HashMap<String, i32>) -> QueryMetrics {
+pub fn query_metrics(results: &[(String, f64)], judged: &HashMap<String, i32>) -> QueryMetrics {
     let ranked = rank(results);
     QueryMetrics {
         ndcg_10: ndcg_at(&ranked, judged, 10),
@@ -168,10 +168,10 @@ mod tests {
         pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
     }
 
-    fn results(ids: &[&str]) -> Vec<(String, f32)> {
+    fn results(ids: &[&str]) -> Vec<(String, f64)> {
         ids.iter()
             .enumerate()
-            .map(|(i, d)| (d.to_string(), 100.0 - i as f32))
+            .map(|(i, d)| (d.to_string(), 100.0 - i as f64))
             .collect()
     }
 

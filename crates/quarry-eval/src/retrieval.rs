@@ -52,11 +52,11 @@ pub fn evaluate_retrieval(
             per_document: true,
         })?;
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
-        let docs: Vec<(String, f32)> = hits
+        let docs: Vec<(String, f64)> = hits
             .into_iter()
             .filter(|h| &h.doc_id != qid)
             .take(depth)
-            .map(|h| (h.doc_id, h.score))
+            .map(|h| (h.doc_id, score_f64(h.score)))
             .collect();
         run.insert(qid.clone(), docs);
     }
@@ -88,10 +88,16 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     v[rank - 1]
 }
 
+/// A retrieval score as the decimal it prints as: `0.1f32` becomes `0.1`, not `0.10000000149011612`.
+/// Distinct `f32` scores stay distinct and in the same order, so rankings are unchanged.
+fn score_f64(s: f32) -> f64 {
+    s.to_string().parse().unwrap_or(f64::from(s))
+}
+
 /// Writes a standard TREC run: `qid Q0 docid rank score tag`, ranked as trec_eval ranks.
 pub fn write_trec_run(run: &Run, tag: &str, out: &mut impl Write) -> std::io::Result<()> {
     for (qid, results) in run {
-        let scores: std::collections::HashMap<&str, f32> = results.iter().map(|(d, s)| (d.as_str(), *s)).collect();
+        let scores: std::collections::HashMap<&str, f64> = results.iter().map(|(d, s)| (d.as_str(), *s)).collect();
         for (i, doc) in rank(results).into_iter().enumerate() {
             writeln!(out, "{qid} Q0 {doc} {} {} {tag}", i + 1, scores[doc])?;
         }

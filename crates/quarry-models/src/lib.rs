@@ -14,6 +14,7 @@
 //! ```
 
 pub mod bert;
+pub mod cached;
 pub mod error;
 pub mod hashing;
 pub mod kernels;
@@ -23,6 +24,7 @@ pub mod resolve;
 pub mod scripted;
 pub mod sentence;
 
+pub use cached::CachedEmbedder;
 pub use error::{Error, Result};
 pub use hashing::HashEmbedder;
 pub use llm::{LocalModel, LocalOptions};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use quarry_core::{Embedder, Generator, GeneratorConfig, GeneratorKind};
+use quarry_core::{Embedder, Generator, GeneratorConfig, GeneratorKind, LanguageModel};
 use quarry_generate::{ExtractiveGenerator, LlmGenerator};
 use quarry_models::{LocalModel, LocalOptions, OpenAiModel};
 use quarry_retrieve::SearchRequest;
@@ -15,23 +15,13 @@ use crate::settings::{Query, Settings};
 
 /// The generator settings after command-line overrides.
 fn generator_config(settings: &Settings, args: &AskArgs) -> Result<GeneratorConfig> {
-    let mut cfg = settings.config.generator.clone();
-    if let Some(kind) = &args.generator {
-        cfg.kind = match kind.as_str() {
-            "local" => GeneratorKind::Local,
-            "openai" => GeneratorKind::Openai,
-            _ => GeneratorKind::Extractive,
-        };
-    }
-    if let Some(m) = &args.model {
-        match cfg.kind {
-            GeneratorKind::Openai => cfg.openai.model = m.clone(),
-            _ => cfg.model = m.clone(),
-        }
-    }
-    if let Some(u) = &args.base_url {
-        cfg.openai.base_url = u.clone();
-    }
+    let cfg = override_generator(
+        settings.config.generator.clone(),
+        args.generator.as_deref(),
+        args.model.as_deref(),
+        args.base_url.as_deref(),
+    );
+    let mut cfg = cfg;
     if let Some(n) = args.max_tokens {
         anyhow::ensure!(n > 0, "--max-tokens must be positive");
         cfg.sampling.max_tokens = n;
@@ -39,13 +29,37 @@ fn generator_config(settings: &Settings, args: &AskArgs) -> Result<GeneratorConf
     Ok(cfg)
 }
 
-pub fn build_generator(
-    settings: &Settings,
-    cfg: GeneratorConfig,
-    embedder: Arc<dyn Embedder>,
-) -> Result<Box<dyn Generator>> {
+/// A generator configuration with `--generator`, `--model` and `--base-url` style overrides applied.
+pub fn override_generator(
+    mut cfg: GeneratorConfig,
+    kind: Option<&str>,
+    model: Option<&str>,
+    base_url: Option<&str>,
+) -> GeneratorConfig {
+    if let Some(kind) = kind {
+        cfg.kind = match kind {
+            "local" => GeneratorKind::Local,
+            "openai" => GeneratorKind::Openai,
+            _ => GeneratorKind::Extractive,
+        };
+    }
+    if let Some(m) = model {
+        match cfg.kind {
+            GeneratorKind::Openai => cfg.openai.model = m.to_string(),
+            _ => cfg.model = m.to_string(),
+        }
+    }
+    if let Some(u) = base_url {
+        cfg.openai.base_url = u.to_string();
+    }
+    cfg
+}
+
+/// The chat model a generator configuration names: a local GGUF (resolved from the cache) or an
+/// OpenAI-compatible server. None for the extractive generator, which has no model.
+pub fn language_model(settings: &Settings, cfg: &GeneratorConfig) -> Result<Option<Arc<dyn LanguageModel>>> {
     Ok(match cfg.kind {
-        GeneratorKind::Extractive => Box::new(ExtractiveGenerator::new(embedder)),
+        GeneratorKind::Extractive => None,
         GeneratorKind::Local => {
             let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
             let path = quarry_models::resolve_gguf(&cfg.model, cache)?;
@@ -53,17 +67,26 @@ pub fn build_generator(
                 threads: cfg.threads,
                 context_window: cfg.context_window,
             };
-            let model = LocalModel::load(&path, &opts)?;
-            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
+            Some(Arc::new(LocalModel::load(&path, &opts)?))
         }
         GeneratorKind::Openai => {
             let mut openai = cfg.openai.clone();
             if let Some(w) = cfg.context_window {
                 openai.context_window = w;
             }
-            let model = OpenAiModel::from_config(&openai)?;
-            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
+            Some(Arc::new(OpenAiModel::from_config(&openai)?))
         }
+    })
+}
+
+pub fn build_generator(
+    settings: &Settings,
+    cfg: GeneratorConfig,
+    embedder: Arc<dyn Embedder>,
+) -> Result<Box<dyn Generator>> {
+    Ok(match language_model(settings, &cfg)? {
+        None => Box::new(ExtractiveGenerator::new(embedder)),
+        Some(model) => Box::new(LlmGenerator::new(model, Some(embedder), cfg)),
     })
 }
 

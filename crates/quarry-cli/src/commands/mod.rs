@@ -10,6 +10,7 @@ mod eval;
 mod ingest;
 mod search;
 mod status;
+mod sweep;
 mod watch;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
