@@ -168,7 +168,12 @@ pub fn compare(a: &ScoreTable, b: &ScoreTable, opts: &CompareOptions, most_chang
                     b: *y,
                 })
                 .collect();
-            c.sort_by(|p, q| (q.b - q.a).abs().total_cmp(&(p.b - p.a).abs()).then(p.query.cmp(&q.query)));
+            c.sort_by(|p, q| {
+                (q.b - q.a)
+                    .abs()
+                    .total_cmp(&(p.b - p.a).abs())
+                    .then(p.query.cmp(&q.query))
+            });
             c.truncate(most_changed);
             changed = c;
         }
@@ -250,7 +255,9 @@ impl FromStr for Gate {
         let (pos, op, len) = ["<=", ">=", "<", ">"]
             .iter()
             .find_map(|op| s.find(op).map(|p| (p, *op, op.len())))
-            .ok_or_else(|| format!("gate {s:?}: expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE"))?;
+            .ok_or_else(|| {
+                format!("gate {s:?}: expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE")
+            })?;
         let metric = s[..pos].trim();
         if metric.is_empty() {
             return Err(format!("gate {s:?}: no metric before {op:?}"));
@@ -394,8 +401,13 @@ mod tests {
         let worse = table(&[("1", 0.45), ("2", 0.47)]);
         let c = compare(&a, &worse, &CompareOptions::default(), 5);
         let err = check_gate(&c, &g).unwrap_err();
-        assert!(err.contains("gate ndcg@10<-0.01 failed: ndcg@10 changed by -0.0400"), "{err}");
+        assert!(
+            err.contains("gate ndcg@10<-0.01 failed: ndcg@10 changed by -0.0400"),
+            "{err}"
+        );
         assert!(check_gate(&c, &"ndcg@10<-0.05".parse().unwrap()).is_ok());
-        assert!(check_gate(&c, &"mrr@10<0".parse().unwrap()).unwrap_err().contains("not in the comparison"));
+        assert!(check_gate(&c, &"mrr@10<0".parse().unwrap())
+            .unwrap_err()
+            .contains("not in the comparison"));
     }
 }

@@ -143,11 +143,9 @@ impl FromStr for Measure {
             "hit" | "hit_rate" | "hitrate" | "success" => Metric::Hit,
             "r-prec" | "rprec" => Metric::RPrec,
             "judged" => Metric::Judged,
-            _ => {
-                return Err(format!(
-                    "unknown measure {s:?} (known: ndcg, recall, p, mrr, map, hit, r-prec, judged; with @k for a cut-off)"
-                ))
-            }
+            _ => return Err(format!(
+                "unknown measure {s:?} (known: ndcg, recall, p, mrr, map, hit, r-prec, judged; with @k for a cut-off)"
+            )),
         };
         match (metric, k) {
             (Metric::Hit | Metric::Judged, None) => Err(format!("measure {s:?} needs a cut-off, e.g. {name}@10")),
@@ -197,7 +195,10 @@ pub fn score(m: Measure, ranked: &[&str], judged: &HashMap<String, i32>) -> f64 
                 hits(top) as f64 / denom as f64
             }
         }
-        Metric::Mrr => top.iter().position(|d| relevant(d)).map_or(0.0, |i| 1.0 / (i as f64 + 1.0)),
+        Metric::Mrr => top
+            .iter()
+            .position(|d| relevant(d))
+            .map_or(0.0, |i| 1.0 / (i as f64 + 1.0)),
         Metric::Map => crate::metrics::map_at(ranked, judged, k),
         Metric::Hit => f64::from(u8::from(top.iter().any(|d| relevant(d)))),
         Metric::RPrec => {
@@ -288,7 +289,18 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_bad_names_are_explained() {
-        for s in ["ndcg@10", "ndcg", "recall@100", "recall", "p@5", "p", "mrr@10", "map@100", "map", "hit@3"] {
+        for s in [
+            "ndcg@10",
+            "ndcg",
+            "recall@100",
+            "recall",
+            "p@5",
+            "p",
+            "mrr@10",
+            "map@100",
+            "map",
+            "hit@3",
+        ] {
             let m: Measure = s.parse().unwrap();
             assert_eq!(m.to_string(), s);
         }

@@ -184,7 +184,10 @@ mod tests {
         let err = parse_run("q1 Q0 a 1 0.9 t\nq1 Q0 b 2 high t\n", Path::new("x.run")).unwrap_err();
         assert_eq!(err.to_string(), "x.run:2: score \"high\" is not a number");
         let err = parse_run("q1 a 0.9\n", Path::new("x.run")).unwrap_err();
-        assert!(err.to_string().starts_with("x.run:1: a TREC run line has 6 columns"), "{err}");
+        assert!(
+            err.to_string().starts_with("x.run:1: a TREC run line has 6 columns"),
+            "{err}"
+        );
         let err = parse_run("q1 Q0 a 1 NaN t\n", Path::new("x.run")).unwrap_err();
         assert!(err.to_string().contains("not finite"), "{err}");
     }
@@ -192,12 +195,19 @@ mod tests {
     #[test]
     fn qrels_in_both_layouts() {
         let trec = parse_qrels("1 0 d1 1\n1 0 d2 0\n2 0 d3 2\n", Path::new("q.txt")).unwrap();
-        let beir = parse_qrels("query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n2\td3\t2\n", Path::new("q.tsv")).unwrap();
+        let beir = parse_qrels(
+            "query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t0\n2\td3\t2\n",
+            Path::new("q.tsv"),
+        )
+        .unwrap();
         assert_eq!(trec, beir);
         assert_eq!(trec["2"]["d3"], 2);
         let err = parse_qrels("1\td1\t1\n1\td2\tyes\n", Path::new("q.tsv")).unwrap_err();
         assert_eq!(err.to_string(), "q.tsv:2: grade \"yes\" is not an integer");
-        assert!(parse_qrels("", Path::new("q.tsv")).unwrap_err().to_string().contains("no relevance"));
+        assert!(parse_qrels("", Path::new("q.tsv"))
+            .unwrap_err()
+            .to_string()
+            .contains("no relevance"));
     }
 
     #[test]
