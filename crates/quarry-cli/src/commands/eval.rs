@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use quarry_core::{Embedder, Index};
+use quarry_core::Embedder;
 use quarry_eval::{evaluate_retrieval, write_trec_run, BeirDataset};
 use quarry_ingest::Ingestor;
 use quarry_retrieve::Retriever;
@@ -68,7 +68,7 @@ fn cached_index(
     settings: &Settings,
     ds: &BeirDataset,
     embedder: &dyn Embedder,
-) -> Result<(Arc<quarry_index::EmbeddedIndex>, f64, bool)> {
+) -> Result<(Arc<dyn quarry_core::Index>, f64, bool)> {
     let corpus = ds.corpus_path();
     let bytes = std::fs::read(&corpus).with_context(|| format!("{}: cannot read", corpus.display()))?;
     let mut h = Sha256::new();
@@ -77,8 +77,17 @@ fn cached_index(
     h.update(serde_json::to_vec(&settings.config.chunking)?);
     let key: String = h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
     let dir = settings.data_dir.join("eval-cache").join(format!("{}-{key}", ds.name));
+    // PostgreSQL: the index goes into a schema of its own; the timing record stays in the local folder.
+    let (store, dir) = match &settings.store {
+        quarry_index::StoreLocation::Dir(_) => (quarry_index::StoreLocation::Dir(dir.clone()), dir),
+        pg => (
+            pg.scoped(&format!("eval_{}_{key}", ds.name)),
+            dir.with_file_name(format!("{}-{key}-postgres", ds.name)),
+        ),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let timing_file = dir.join("indexing.json");
-    let index = settings.open_index(&dir, Some(embedder))?;
+    let index = settings.open_at(&store, Some(embedder))?;
     if let Some(secs) = recorded_seconds(&timing_file) {
         if index.stats()?.documents > 0 {
             return Ok((index, secs, true));
