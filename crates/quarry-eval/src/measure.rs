@@ -143,9 +143,11 @@ impl FromStr for Measure {
             "hit" | "hit_rate" | "hitrate" | "success" => Metric::Hit,
             "r-prec" | "rprec" => Metric::RPrec,
             "judged" => Metric::Judged,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown measure {s:?} (known: ndcg, recall, p, mrr, map, hit, r-prec, judged; with @k for a cut-off)"
-            )),
+            ))
+            }
         };
         match (metric, k) {
             (Metric::Hit | Metric::Judged, None) => Err(format!("measure {s:?} needs a cut-off, e.g. {name}@10")),
