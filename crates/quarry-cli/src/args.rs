@@ -19,6 +19,10 @@ pub struct Cli {
     /// Configuration file (default: ./quarry.toml, else DATA_DIR/quarry.toml, else built-in defaults).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Where the index lives, overriding `store` in the config: a postgres:// URL for PostgreSQL +
+    /// pgvector (`?schema=NAME` picks the schema, default quarry), else the data directory (env QUARRY_STORE).
+    #[arg(long, global = true, env = "QUARRY_STORE")]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

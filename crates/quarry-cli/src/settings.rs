@@ -1,11 +1,11 @@
 //! Validated settings: the config file merged with command-line overrides.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use quarry_core::{Config, Embedder, Filter};
-use quarry_index::EmbeddedIndex;
+use quarry_core::{Config, Embedder, Filter, Index};
+use quarry_index::StoreLocation;
 use quarry_models::SentenceEmbedder;
 
 use crate::args::{Cli, QueryOpts};
@@ -13,6 +13,8 @@ use crate::args::{Cli, QueryOpts};
 pub struct Settings {
     pub data_dir: PathBuf,
     pub config: Config,
+    /// The backend and where it lives: `--store`, else `store` in the config, else the data directory.
+    pub store: StoreLocation,
 }
 
 impl Settings {
@@ -31,9 +33,11 @@ impl Settings {
             None => Config::default(),
         };
         config.validate()?;
+        let store = StoreLocation::resolve(cli.store.as_deref().or(config.store.as_deref()), &cli.data_dir);
         Ok(Settings {
             data_dir: cli.data_dir.clone(),
             config,
+            store,
         })
     }
 
@@ -41,10 +45,15 @@ impl Settings {
         Ok(Arc::new(SentenceEmbedder::from_config(&self.config.model)?))
     }
 
-    pub fn open_index(&self, dir: &Path, embedder: Option<&dyn Embedder>) -> Result<Arc<EmbeddedIndex>> {
-        let index = EmbeddedIndex::open(dir, self.config.index.clone(), embedder.map(|e| e.model_id()))
-            .with_context(|| format!("opening the index in {}", dir.display()))?;
-        Ok(Arc::new(index))
+    /// Opens the configured index (embedded or PostgreSQL).
+    pub fn open_index(&self, embedder: Option<&dyn Embedder>) -> Result<Arc<dyn Index>> {
+        self.open_at(&self.store, embedder)
+    }
+
+    pub fn open_at(&self, store: &StoreLocation, embedder: Option<&dyn Embedder>) -> Result<Arc<dyn Index>> {
+        store
+            .open(self.config.index.clone(), embedder.map(|e| e.model_id()))
+            .with_context(|| format!("opening the index in {}", store.describe()))
     }
 }
 

@@ -130,3 +130,62 @@ fn rows_of_a_live_query_become_documents_and_follow_the_table() {
     assert_eq!(status["stats"]["documents"], 4, "{status}");
     db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+/// `--store postgres://...` and `store = "postgres://..."` put the index in PostgreSQL; ingest, search
+/// (with a filter), status and sync work as with the data directory, and nothing is written there.
+#[test]
+fn the_postgres_store_serves_ingest_search_status_and_sync() {
+    let base = std::env::var("QUARRY_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(pg_url);
+    let schema = format!("cli_store_{}", std::process::id());
+    let store = format!("{base}{}schema={schema}", if base.contains('?') { '&' } else { '?' });
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("notes.jsonl"),
+        "{\"_id\":\"n1\",\"text\":\"Scurvy is caused by a lack of vitamin C.\",\"metadata\":{\"year\":1753}}\n\
+         {\"_id\":\"n2\",\"text\":\"Rickets is caused by a lack of vitamin D.\",\"metadata\":{\"year\":1919}}\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let with_store = |args: &[&str]| {
+        let mut a = vec!["--store", store.as_str()];
+        a.extend_from_slice(args);
+        quarry(&data, &a)
+    };
+    let docs_arg = docs.to_str().unwrap();
+    let out = with_store(&["ingest", docs_arg, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["summary"]["documents_added"], 2);
+    for mode in ["bm25", "dense", "hybrid"] {
+        let res = json(&with_store(&["search", "what causes scurvy", "--mode", mode, "--json"]));
+        assert_eq!(res["results"][0]["doc_id"], "n1", "{mode}: {res}");
+    }
+    let res = json(&with_store(&[
+        "search",
+        "what causes scurvy",
+        "--filter",
+        "year>1800",
+        "--json",
+    ]));
+    let ids: Vec<&str> = res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["n2"], "{res}");
+    // The same store chosen in quarry.toml instead of on the command line.
+    std::fs::write(tmp.path().join("quarry.toml"), format!("store = \"{store}\"\n")).unwrap();
+    let status = json(&quarry(&data, &["status", "--json"]));
+    assert_eq!(status["stats"]["documents"], 2, "{status}");
+    assert!(status["store"].as_str().unwrap().starts_with("postgres://"), "{status}");
+    let out = quarry(&data, &["sync", docs_arg, "--json"]);
+    assert_eq!(json(&out)["summary"]["files_unchanged"], 1);
+    assert!(!data.join("store.redb").exists(), "nothing went to the data directory");
+    let mut db = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+}

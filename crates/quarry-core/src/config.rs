@@ -9,6 +9,9 @@ use crate::llm::Sampling;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Where the index lives: a `postgres://` URL selects the PostgreSQL + pgvector backend; unset
+    /// (or a directory) is the embedded backend in the data directory.
+    pub store: Option<String>,
     pub model: ModelConfig,
     pub chunking: ChunkingConfig,
     pub index: IndexConfig,

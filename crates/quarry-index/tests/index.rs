@@ -1,23 +1,129 @@
-//! The embedded index through the real ingest pipeline, with the deterministic hashing embedder.
+//! The index through the real ingest pipeline, with the deterministic hashing embedder: one suite,
+//! run against both backends (the embedded data directory and PostgreSQL + pgvector).
+//!
+//! PostgreSQL tests use `QUARRY_PG_URL` when it is set, else start a local server with scripts/pg.sh;
+//! each test works in its own schema, so tests run in parallel.
 
 #![allow(clippy::unwrap_used)] // test helpers panic on setup failures by design
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use quarry_core::{ChunkingConfig, Embedder, Filter, Index, IndexConfig};
-use quarry_index::EmbeddedIndex;
+use quarry_index::{EmbeddedIndex, PostgresIndex};
 use quarry_ingest::{Ingestor, Silent, Summary};
 use quarry_models::HashEmbedder;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// Where one test's index lives: a temporary directory, or a schema of its own in PostgreSQL.
+struct Store {
+    backend: Backend,
+    dir: PathBuf,
+    url: String,
+    schema: String,
+}
+
+fn pg_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("QUARRY_PG_URL") {
+            if !url.is_empty() {
+                return url;
+            }
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+    .clone()
+}
+
+fn with_param(url: &str, param: &str) -> String {
+    format!("{url}{}{param}", if url.contains('?') { '&' } else { '?' })
+}
+
+impl Store {
+    fn new(backend: Backend, dir: &Path, test: &str) -> Store {
+        let (url, schema) = match backend {
+            Backend::Embedded => (String::new(), String::new()),
+            Backend::Postgres => {
+                let schema = format!("t{}_{test}", std::process::id());
+                let base = pg_url();
+                let mut db = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+                db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .unwrap();
+                (with_param(&base, &format!("schema={schema}")), schema)
+            }
+        };
+        Store {
+            backend,
+            dir: dir.join("data"),
+            url,
+            schema,
+        }
+    }
+
+    fn open_as(&self, model: Option<&str>) -> quarry_core::Result<Box<dyn Index>> {
+        Ok(match self.backend {
+            Backend::Embedded => Box::new(EmbeddedIndex::open(&self.dir, IndexConfig::default(), model)?),
+            Backend::Postgres => Box::new(PostgresIndex::open(&self.url, IndexConfig::default(), model)?),
+        })
+    }
+
+    fn open(&self) -> Box<dyn Index> {
+        self.open_as(Some(embedder().model_id())).unwrap()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if matches!(self.backend, Backend::Postgres) && !std::thread::panicking() {
+            if let Ok(mut db) = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls) {
+                let _ = db.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
+    }
+}
+
+/// Each test runs once per backend, in modules named after the backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[test] fn $name() { super::$name(super::Backend::Embedded) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
+both_backends!(
+    reingest_change_and_delete_keep_every_index_consistent,
+    bad_input_is_reported_by_file_and_the_rest_continues,
+    filters_apply_inside_lexical_and_vector_search,
+    a_store_built_with_another_model_is_refused,
+    a_failed_batch_writes_nothing,
+);
 
 fn embedder() -> HashEmbedder {
     HashEmbedder::new(64)
 }
 
-fn open(dir: &Path) -> EmbeddedIndex {
-    EmbeddedIndex::open(dir, IndexConfig::default(), Some(embedder().model_id())).unwrap()
-}
-
-fn ingest(index: &EmbeddedIndex, paths: &[&Path]) -> Summary {
+fn ingest(index: &dyn Index, paths: &[&Path]) -> Summary {
     let e = embedder();
     let cfg = ChunkingConfig {
         max_tokens: 40,
@@ -27,14 +133,17 @@ fn ingest(index: &EmbeddedIndex, paths: &[&Path]) -> Summary {
     Ingestor::new(index, &e, cfg).ingest_paths(&paths, &Silent)
 }
 
-/// The store, BM25 and HNSW agree: same chunk count everywhere.
-fn assert_consistent(index: &EmbeddedIndex) {
+/// The store, the lexical and the vector index agree: same chunk count everywhere.
+fn assert_consistent(index: &dyn Index) {
     let s = index.stats().unwrap();
-    assert_eq!(s.lexical_entries, s.chunks, "BM25 agrees with the store: {s:?}");
-    assert_eq!(s.vector_entries, s.chunks, "HNSW agrees with the store: {s:?}");
+    assert_eq!(
+        s.lexical_entries, s.chunks,
+        "lexical index agrees with the store: {s:?}"
+    );
+    assert_eq!(s.vector_entries, s.chunks, "vector index agrees with the store: {s:?}");
 }
 
-fn lexical_docs(index: &EmbeddedIndex, q: &str) -> Vec<String> {
+fn lexical_docs(index: &dyn Index, q: &str) -> Vec<String> {
     index
         .lexical_search(q, None, 50)
         .unwrap()
@@ -43,9 +152,9 @@ fn lexical_docs(index: &EmbeddedIndex, q: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn reingest_change_and_delete_keep_every_index_consistent() {
+fn reingest_change_and_delete_keep_every_index_consistent(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "reingest_change_and_delete_kee");
     let corpus = tmp.path().join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
     std::fs::write(
@@ -63,15 +172,15 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
         "{\"_id\":\"c1\",\"title\":\"Cherries\",\"text\":\"Cherries are small stone fruit.\"}\n{\"_id\":\"c2\",\"text\":\"Dates grow on palms.\"}\n",
     )
     .unwrap();
-    let index = open(&tmp.path().join("data"));
-    let s = ingest(&index, &[&corpus]);
+    let index = store.open();
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!((s.files, s.documents_added), (3, 4));
-    assert_consistent(&index);
+    assert_consistent(index.as_ref());
     let chunks_before = index.stats().unwrap().chunks;
 
     // Unchanged: nothing is written.
-    let s = ingest(&index, &[&corpus]);
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert_eq!(
         (
             s.files_unchanged,
@@ -90,19 +199,19 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
         "{\"_id\":\"c1\",\"title\":\"Cherries\",\"text\":\"Cherries are small stone fruit.\"}\n",
     )
     .unwrap();
-    let s = ingest(&index, &[&corpus]);
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert_eq!(
         (s.documents_updated, s.documents_unchanged, s.documents_removed),
         (1, 2, 1),
         "{s:?}"
     );
     assert!(
-        lexical_docs(&index, "bananas tropical").is_empty(),
+        lexical_docs(index.as_ref(), "bananas tropical").is_empty(),
         "old chunks are gone from BM25"
     );
-    assert!(lexical_docs(&index, "dates palms").is_empty());
+    assert!(lexical_docs(index.as_ref(), "dates palms").is_empty());
     assert_eq!(
-        lexical_docs(&index, "blueberries"),
+        lexical_docs(index.as_ref(), "blueberries"),
         vec![corpus.join("b.txt").canonicalize().unwrap().display().to_string()]
     );
     let v = embedder()
@@ -114,27 +223,27 @@ fn reingest_change_and_delete_keep_every_index_consistent() {
         "no orphan vectors"
     );
     assert!(index.document("c2").unwrap().is_none());
-    assert_consistent(&index);
+    assert_consistent(index.as_ref());
 
     // A deleted file leaves every index.
     std::fs::remove_file(corpus.join("a.md")).unwrap();
-    let s = ingest(&index, &[&corpus]);
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert_eq!(s.documents_removed, 1);
-    assert!(lexical_docs(&index, "orchards").is_empty());
+    assert!(lexical_docs(index.as_ref(), "orchards").is_empty());
     assert_eq!(index.stats().unwrap().documents, 2);
-    assert_consistent(&index);
+    assert_consistent(index.as_ref());
 
     // Reopening finds the same state, with the derived indexes current.
     drop(index);
-    let index = open(&tmp.path().join("data"));
+    let index = store.open();
     assert_eq!(index.stats().unwrap().documents, 2);
-    assert_consistent(&index);
-    assert_eq!(lexical_docs(&index, "cherries"), vec!["c1".to_string()]);
+    assert_consistent(index.as_ref());
+    assert_eq!(lexical_docs(index.as_ref(), "cherries"), vec!["c1".to_string()]);
 }
 
-#[test]
-fn bad_input_is_reported_by_file_and_the_rest_continues() {
+fn bad_input_is_reported_by_file_and_the_rest_continues(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "bad_input_is_reported_by_file_");
     let corpus = tmp.path().join("in");
     std::fs::create_dir_all(&corpus).unwrap();
     std::fs::write(corpus.join("good.txt"), "Good text about zebras.").unwrap();
@@ -147,8 +256,8 @@ fn bad_input_is_reported_by_file_and_the_rest_continues() {
     .unwrap();
     std::os::unix::fs::symlink(tmp.path().join("missing-target"), corpus.join("dangling.txt")).unwrap();
     std::fs::write(corpus.join("image.png"), b"\x89PNG\r\n").unwrap();
-    let index = open(&tmp.path().join("data"));
-    let s = ingest(&index, &[&corpus]);
+    let index = store.open();
+    let s = ingest(index.as_ref(), &[&corpus]);
     let errors = s.errors.join("\n");
     assert_eq!(s.errors.len(), 4, "{errors}");
     assert!(errors.contains("empty.txt: empty file"), "{errors}");
@@ -157,20 +266,20 @@ fn bad_input_is_reported_by_file_and_the_rest_continues() {
     assert!(errors.contains("dangling.txt: cannot read"), "{errors}");
     assert_eq!(s.skipped.len(), 1, "the PNG is skipped, not an error");
     assert_eq!(s.documents_added, 3, "good.txt, r1 and r2");
-    assert_consistent(&index);
+    assert_consistent(index.as_ref());
 
     // The JSONL with a bad line is retried next time (its record is incomplete); nothing duplicates.
-    let s = ingest(&index, &[&corpus]);
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert_eq!(s.documents_added, 0);
     assert_eq!(s.errors.len(), 4);
     assert_eq!(index.stats().unwrap().documents, 3);
 
     // A file that turns bad keeps what it contributed before.
     std::fs::write(corpus.join("good.txt"), b"\xff\xfe").unwrap();
-    let s = ingest(&index, &[&corpus]);
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert!(s.errors.iter().any(|e| e.contains("good.txt: invalid UTF-8")));
-    assert_eq!(lexical_docs(&index, "zebras").len(), 1);
-    assert_consistent(&index);
+    assert_eq!(lexical_docs(index.as_ref(), "zebras").len(), 1);
+    assert_consistent(index.as_ref());
 }
 
 fn filter_corpus(dir: &Path) -> std::path::PathBuf {
@@ -188,12 +297,12 @@ fn filter_corpus(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn filters_apply_inside_lexical_and_vector_search() {
+fn filters_apply_inside_lexical_and_vector_search(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "filters_apply_inside_lexical_a");
     let corpus = filter_corpus(tmp.path());
-    let index = open(&tmp.path().join("data"));
-    let s = ingest(&index, &[&corpus]);
+    let index = store.open();
+    let s = ingest(index.as_ref(), &[&corpus]);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     let q = "rivers and mountains";
     let qv = embedder().embed_query(q).unwrap();
@@ -228,6 +337,7 @@ fn filters_apply_inside_lexical_and_vector_search() {
                 let d = index.document(&id).unwrap().unwrap();
                 let v = embedder()
                     .embed(&[&index
+                        .as_ref()
                         .chunk(d.chunk_ids[0])
                         .unwrap()
                         .unwrap()
@@ -252,19 +362,21 @@ fn filters_apply_inside_lexical_and_vector_search() {
 
 #[test]
 fn stale_or_missing_derived_indexes_are_rebuilt_from_the_store() {
+    // Embedded only: PostgreSQL maintains its indexes inside the same transaction as the rows.
     let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(Backend::Embedded, tmp.path(), "stale");
     let corpus = filter_corpus(tmp.path());
-    let data = tmp.path().join("data");
+    let data = store.dir.clone();
     let before = {
-        let index = open(&data);
-        ingest(&index, &[&corpus]);
+        let index = store.open();
+        ingest(index.as_ref(), &[&corpus]);
         index.lexical_search("item42 rivers", None, 3).unwrap()
     };
     // Lose both derived indexes, as a crash before they were written would.
     std::fs::remove_file(data.join("vectors.hnsw")).unwrap();
     std::fs::remove_dir_all(data.join("bm25")).unwrap();
-    let index = open(&data);
-    assert_consistent(&index);
+    let index = store.open();
+    assert_consistent(index.as_ref());
     assert_eq!(index.stats().unwrap().chunks, 300);
     let after = index.lexical_search("item42 rivers", None, 3).unwrap();
     assert_eq!(after[0].doc_id, "d42");
@@ -277,22 +389,284 @@ fn stale_or_missing_derived_indexes_are_rebuilt_from_the_store() {
         .open(data.join("vectors.hnsw"))
         .unwrap();
     f.set_len(100).unwrap();
-    let index = open(&data);
-    assert_consistent(&index);
+    let index = store.open();
+    assert_consistent(index.as_ref());
+}
+
+fn a_store_built_with_another_model_is_refused(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "other_model");
+    let corpus = filter_corpus(tmp.path());
+    ingest(store.open().as_ref(), &[&corpus]);
+    let err = store.open_as(Some("other-model@123")).err().unwrap().to_string();
+    assert!(err.contains("built with model hash-64"), "{err}");
+    let idx = store.open();
+    let err = idx.vector_search(&[0.0; 3], None, 5).unwrap_err().to_string();
+    assert!(err.contains("dimension mismatch"), "{err}");
+    // A write with vectors of another dimension is refused too, and changes nothing.
+    let before = idx.stats().unwrap();
+    let err = idx
+        .put_documents(vec![doc("odd", "odd vector", 3)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dimension mismatch"), "{err}");
+    assert_eq!(idx.stats().unwrap(), before);
+}
+
+/// A document with one chunk and a `dim`-dimensional vector.
+fn doc(id: &str, text: &str, dim: usize) -> quarry_core::IndexedDocument {
+    let document = quarry_core::Document {
+        id: id.into(),
+        source: format!("mem://{id}"),
+        title: None,
+        text: text.into(),
+        metadata: Default::default(),
+    };
+    let chunk = quarry_core::Chunk {
+        doc_id: id.into(),
+        ord: 0,
+        text: text.into(),
+        start: 0,
+        end: text.chars().count(),
+        section: vec![],
+        tokens: 3,
+        page: None,
+        context: None,
+        parent: None,
+    };
+    let mut v = vec![0.0; dim];
+    v[0] = 1.0;
+    quarry_core::IndexedDocument {
+        document,
+        content_hash: format!("hash-{id}"),
+        chunks: vec![chunk],
+        embeddings: vec![v],
+        fingerprint: None,
+    }
+}
+
+fn a_failed_batch_writes_nothing(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "failed_batch");
+    let index = store.open();
+    index.put_documents(vec![doc("a", "alpha words", 64)]).unwrap();
+    // The second document of the batch is bad: the first one must not appear either.
+    let mut bad = doc("c", "gamma words", 64);
+    bad.embeddings.clear();
+    let err = index
+        .put_documents(vec![doc("b", "beta words", 64), bad])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 chunks but 0 embeddings"), "{err}");
+    assert!(index.document("b").unwrap().is_none());
+    assert!(lexical_docs(index.as_ref(), "beta").is_empty());
+    let s = index.stats().unwrap();
+    assert_eq!((s.documents, s.chunks), (1, 1), "{s:?}");
+    // Replacing a document replaces its chunks; the old chunk is gone from both searches.
+    let old = index.document("a").unwrap().unwrap().chunk_ids;
+    index.put_documents(vec![doc("a", "alpha renamed", 64)]).unwrap();
+    let new = index.document("a").unwrap().unwrap().chunk_ids;
+    assert_eq!(new.len(), 1);
+    assert_ne!(old, new);
+    assert!(index.chunk(old[0]).unwrap().is_none());
+    let mut q = vec![0.0; 64];
+    q[0] = 1.0;
+    let hits = index.vector_search(&q, None, 5).unwrap();
+    assert_eq!(hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), new);
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-5,
+        "cosine of a vector with itself: {}",
+        hits[0].score
+    );
+    assert_eq!(lexical_docs(index.as_ref(), "renamed"), vec!["a".to_string()]);
+    assert_eq!(index.delete_documents(&["a".into(), "zz".into()]).unwrap(), 1);
+    assert_eq!(index.stats().unwrap().chunks, 0);
+}
+
+// PostgreSQL only: what a database server adds (hostile input reaching SQL, concurrent writers,
+// server and extension failures, schema migrations).
+
+/// `postgres://USER@HOST:PORT/DB` on the test server.
+fn pg_url_as(user: &str, db: &str) -> String {
+    let base = pg_url();
+    let (_, rest) = base.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = host.split(['/', '?']).next().unwrap();
+    format!("postgres://{user}@{host}/{db}")
 }
 
 #[test]
-fn a_store_built_with_another_model_is_refused() {
+fn postgres_filters_bind_hostile_values() {
     let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(Backend::Postgres, tmp.path(), "hostile");
+    let hostile = "'; DROP TABLE chunks; --";
+    let corpus = tmp.path().join("h.jsonl");
+    let record = |id: &str, note: &str| {
+        serde_json::json!({"_id": id, "text": format!("river document {id}"), "metadata": {"note": note, "n": "7"}})
+            .to_string()
+    };
+    std::fs::write(
+        &corpus,
+        format!("{}\n{}\n", record("h1", hostile), record("h2", "plain")),
+    )
+    .unwrap();
+    let index = store.open();
+    let s = ingest(index.as_ref(), &[&corpus]);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let qv = embedder().embed_query("river").unwrap();
+    let docs = |hits: Vec<quarry_core::Hit>| hits.into_iter().map(|h| h.doc_id).collect::<Vec<_>>();
+    let cases: Vec<(Filter, Vec<&str>)> = vec![
+        (Filter::parse(&format!("note={hostile}")).unwrap(), vec!["h1"]),
+        (Filter::parse(&format!("note!={hostile}")).unwrap(), vec!["h2"]),
+        (
+            Filter::parse(&format!("note=plain|{hostile}")).unwrap(),
+            vec!["h1", "h2"],
+        ),
+        (
+            Filter::Eq {
+                key: hostile.into(),
+                value: "x".into(),
+            },
+            vec![],
+        ),
+        (
+            Filter::Eq {
+                key: "note') OR TRUE; --".into(),
+                value: "plain".into(),
+            },
+            vec![],
+        ),
+        (Filter::parse("n>=7").unwrap(), vec!["h1", "h2"]),
+        (Filter::parse("n=1..6").unwrap(), vec![]),
+    ];
+    for (f, want) in cases {
+        let mut lex = docs(index.lexical_search(&format!("river {hostile}"), Some(&f), 10).unwrap());
+        let mut vec = docs(index.vector_search(&qv, Some(&f), 10).unwrap());
+        lex.sort();
+        vec.sort();
+        assert_eq!(lex, want, "{f:?}");
+        assert_eq!(vec, want, "{f:?}");
+        // Every document matches exactly as the in-memory filter says.
+        for id in ["h1", "h2"] {
+            let d = index.document(id).unwrap().unwrap();
+            assert_eq!(f.matches(&d.metadata), want.contains(&id), "{f:?} on {id}");
+        }
+    }
+    // Query text full of tsquery syntax is just words.
+    for q in ["river & | ! ( ) :* '", "\\' OR 1=1", "", "the of and"] {
+        index.lexical_search(q, None, 5).unwrap();
+    }
+    let s = index.stats().unwrap();
+    assert_eq!((s.documents, s.chunks), (2, 2), "tables intact: {s:?}");
+}
+
+#[test]
+fn postgres_concurrent_ingests_of_one_source_do_not_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(Backend::Postgres, tmp.path(), "concurrent");
     let corpus = filter_corpus(tmp.path());
-    let data = tmp.path().join("data");
-    ingest(&open(&data), &[&corpus]);
-    let err = EmbeddedIndex::open(&data, IndexConfig::default(), Some("other-model@123"))
-        .err()
+    // Two processes' worth of writers: separate indexes (and pools) on the same schema.
+    let a = store.open();
+    let b = store.open();
+    let summaries: Vec<Summary> = std::thread::scope(|s| {
+        let ha = s.spawn(|| ingest(a.as_ref(), &[&corpus]));
+        let hb = s.spawn(|| ingest(b.as_ref(), &[&corpus]));
+        vec![ha.join().unwrap(), hb.join().unwrap()]
+    });
+    for s in &summaries {
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+    }
+    let s = a.stats().unwrap();
+    assert_eq!((s.documents, s.chunks, s.sources), (300, 300, 1), "{s:?}");
+    assert_consistent(a.as_ref());
+    assert_eq!(
+        lexical_docs(a.as_ref(), "item42").first().map(String::as_str),
+        Some("d42")
+    );
+    // And once more, with the source unchanged: nothing written.
+    let again = ingest(b.as_ref(), &[&corpus]);
+    assert_eq!((again.documents_added, again.chunks_written), (0, 0));
+}
+
+#[test]
+fn postgres_server_down_is_a_clear_error() {
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .to_string();
-    assert!(err.contains("built with model hash-64"), "{err}");
-    let idx = open(&data);
-    let err = idx.vector_search(&[0.0; 3], None, 5).unwrap_err().to_string();
-    assert!(err.contains("dimension mismatch"), "{err}");
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let err = PostgresIndex::open(&url, IndexConfig::default(), None).err().unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres")),
+        "{msg}"
+    );
+    assert!(msg.contains("is the server running?"), "{msg}");
+    assert!(err.is_transient());
+}
+
+#[test]
+fn postgres_missing_extension_is_a_clear_error() {
+    // A role that may not create the (untrusted) extension, in a database that does not have it.
+    let name = format!("quarry_noext_{}", std::process::id());
+    let mut admin = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+    let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {name}"));
+    admin.batch_execute(&format!("CREATE ROLE {name} LOGIN")).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER {name}"))
+        .unwrap();
+    let err = PostgresIndex::open(&pg_url_as(&name, &name), IndexConfig::default(), None)
+        .err()
+        .map(|e| e.to_string());
+    admin.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
+    admin.batch_execute(&format!("DROP ROLE {name}")).unwrap();
+    let err = err.unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "PostgreSQL database {name}: the pgvector extension is not installed"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("CREATE EXTENSION vector"), "{err}");
+}
+
+#[test]
+fn postgres_migrations_are_recorded_and_applied_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(Backend::Postgres, tmp.path(), "migrations");
+    // Several openers at once: each migration still runs exactly once.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| store.open())).collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let mut db = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+    let versions: Vec<i32> = db
+        .query(
+            &format!(
+                "SELECT version FROM {}.schema_migrations ORDER BY version",
+                store.schema
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    // A schema written by a newer build is refused, not guessed at.
+    db.batch_execute(&format!(
+        "INSERT INTO {}.schema_migrations (version, name) VALUES (99, 'from the future')",
+        store.schema
+    ))
+    .unwrap();
+    let err = store.open_as(None).err().unwrap().to_string();
+    assert!(
+        err.contains("is at version 99, newer than this build knows (1)"),
+        "{err}"
+    );
 }

@@ -89,7 +89,7 @@ pub fn run(settings: &Settings, cmd: EvalCommand) -> Result<ExitCode> {
                     let name = corpus_name(c);
                     cached_corpus_index(settings, c, &name, embedder.as_ref())?.0
                 }
-                None => settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?,
+                None => settings.open_index(Some(embedder.as_ref()))?,
             };
             let opts = SynthOptions {
                 questions,
@@ -466,7 +466,7 @@ fn answers(
             let name = corpus_name(c);
             cached_corpus_index(settings, c, &name, embedder.as_ref())?.0
         }
-        None => settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?,
+        None => settings.open_index(Some(embedder.as_ref()))?,
     };
     let retriever = Retriever::new(
         index,
@@ -749,11 +749,7 @@ fn retrieval(
 
 /// Opens (building if needed) the index of a dataset's corpus under DATA_DIR/eval-cache. The key
 /// covers the corpus bytes, the model and the chunking settings, so a change to any re-indexes.
-fn cached_index(
-    settings: &Settings,
-    ds: &BeirDataset,
-    embedder: &dyn Embedder,
-) -> Result<(Arc<quarry_index::EmbeddedIndex>, f64, bool)> {
+fn cached_index(settings: &Settings, ds: &BeirDataset, embedder: &dyn Embedder) -> Result<(Arc<dyn Index>, f64, bool)> {
     cached_corpus_index(settings, &ds.corpus_path(), &ds.name, embedder)
 }
 
@@ -777,7 +773,7 @@ pub(crate) fn cached_corpus_index(
     corpus: &Path,
     name: &str,
     embedder: &dyn Embedder,
-) -> Result<(Arc<quarry_index::EmbeddedIndex>, f64, bool)> {
+) -> Result<(Arc<dyn Index>, f64, bool)> {
     let corpus = corpus.to_path_buf();
     let bytes = std::fs::read(&corpus).with_context(|| format!("{}: cannot read", corpus.display()))?;
     let mut h = Sha256::new();
@@ -786,8 +782,17 @@ pub(crate) fn cached_corpus_index(
     h.update(serde_json::to_vec(&settings.config.chunking)?);
     let key: String = h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
     let dir = settings.data_dir.join("eval-cache").join(format!("{name}-{key}"));
+    // PostgreSQL: the index goes into a schema of its own; the timing record stays in the local folder.
+    let (store, dir) = match &settings.store {
+        quarry_index::StoreLocation::Dir(_) => (quarry_index::StoreLocation::Dir(dir.clone()), dir),
+        pg => (
+            pg.scoped(&format!("eval_{name}_{key}")),
+            dir.with_file_name(format!("{name}-{key}-postgres")),
+        ),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let timing_file = dir.join("indexing.json");
-    let index = settings.open_index(&dir, Some(embedder))?;
+    let index = settings.open_at(&store, Some(embedder))?;
     if let Some(secs) = recorded_seconds(&timing_file) {
         if index.stats()?.documents > 0 {
             return Ok((index, secs, true));

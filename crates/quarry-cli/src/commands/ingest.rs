@@ -20,7 +20,7 @@ pub fn run(settings: &Settings, args: &IngestArgs, sync: bool) -> Result<ExitCod
     } = args;
     let json = *json;
     let embedder = settings.embedder()?;
-    let index = settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?;
+    let index = settings.open_index(Some(embedder.as_ref()))?;
     let start = Instant::now();
     let bars = Bars::new();
     let ingestor = Ingestor::new(index.as_ref(), embedder.as_ref(), settings.config.chunking.clone())

@@ -12,7 +12,7 @@ use crate::settings::{Query, Settings};
 /// The retriever over the data directory, and the embedder it queries with.
 pub fn retriever(settings: &Settings) -> Result<(Retriever, Arc<dyn Embedder>)> {
     let embedder: Arc<dyn Embedder> = settings.embedder()?;
-    let index = settings.open_index(&settings.data_dir, Some(embedder.as_ref()))?;
+    let index = settings.open_index(Some(embedder.as_ref()))?;
     Ok((
         Retriever::new(index, embedder.clone(), settings.config.retrieval.clone()),
         embedder,

@@ -1,21 +1,22 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use quarry_core::Index;
 
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, json: bool) -> Result<ExitCode> {
-    let index = settings.open_index(&settings.data_dir, None)?;
+    let index = settings.open_index(None)?;
     let stats = index.stats()?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "data_dir": settings.data_dir, "stats": stats }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "data_dir": settings.data_dir, "store": settings.store.describe(), "stats": stats })
+            )?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("data directory  {}", settings.data_dir.display());
+    println!("store           {}", settings.store.describe());
     println!("sources         {}", stats.sources);
     println!("documents       {}", stats.documents);
     println!("chunks          {}", stats.chunks);
@@ -38,7 +39,7 @@ pub fn run(settings: &Settings, json: bool) -> Result<ExitCode> {
 }
 
 pub fn rebuild(settings: &Settings) -> Result<ExitCode> {
-    let index = settings.open_index(&settings.data_dir, None)?;
+    let index = settings.open_index(None)?;
     let start = std::time::Instant::now();
     index.rebuild()?;
     let s = index.stats()?;

@@ -119,6 +119,7 @@ pub fn run(settings: &Settings, g: Grid) -> Result<ExitCode> {
             let s = Settings {
                 data_dir: settings.data_dir.clone(),
                 config,
+                store: settings.store.clone(),
             };
             let before = cached.counts();
             let (index, secs, was_cached) = cached_corpus_index(&s, &ds.corpus_path(), &ds.name, &cached)?;

@@ -126,10 +126,10 @@ fn names(paths: &[PathBuf]) -> String {
 fn open_when_free(
     settings: &Settings,
     embedder: &dyn quarry_core::Embedder,
-) -> Result<std::sync::Arc<quarry_index::EmbeddedIndex>> {
+) -> Result<std::sync::Arc<dyn quarry_core::Index>> {
     let deadline = Instant::now() + OPEN_RETRY;
     loop {
-        match settings.open_index(&settings.data_dir, Some(embedder)) {
+        match settings.open_index(Some(embedder)) {
             Ok(index) => return Ok(index),
             Err(e) if Instant::now() < deadline && is_busy(&e) => {
                 std::thread::sleep(Duration::from_millis(200));
