@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::quant::{Layout, QMatrix, BLOCK};
+use super::quant::{f16_to_f32, Layout, QMatrix, BLOCK};
 
 /// Activations of `n` tokens quantised to 8 bits per 32-block: `x ≈ d·q`, with `s = d·Σq` per block
 /// (the term that multiplies a weight block's offset). Buffers are kept across calls.
@@ -78,7 +78,9 @@ pub(super) fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]
 fn simd() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -187,9 +189,9 @@ fn pair(w: &QMatrix, x: &QActs, r: usize, t: usize) -> f32 {
                 .map(|(&a, &b)| i32::from(a as i8) * i32::from(b))
                 .sum(),
         };
-        let scale = w.d[k] * x.d[t * nb + b];
+        let scale = f16_to_f32(w.d[k]) * x.d[t * nb + b];
         acc = (isum as f32).mul_add(scale, acc);
-        acc = w.m[k].mul_add(x.s[t * nb + b], acc);
+        acc = f16_to_f32(w.m[k]).mul_add(x.s[t * nb + b], acc);
     }
     acc
 }
@@ -258,7 +260,7 @@ mod avx2 {
     /// The four rows of a group's block `b`, as 32 bytes each: nibbles unpacked to 0..15 (Q4) or
     /// the raw signed bytes (Q8).
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn rows<const Q4: bool>(base: *const u8) -> [__m256i; 4] {
         if Q4 {
             let mask = _mm256_set1_epi8(0x0f);
@@ -290,7 +292,7 @@ mod avx2 {
 
     /// Eight lanes of i32 partial sums of one row block · one token block.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot<const Q4: bool>(w: __m256i, x: __m256i) -> __m256i {
         let ones = _mm256_set1_epi16(1);
         if Q4 {
@@ -306,7 +308,7 @@ mod avx2 {
 
     /// `[Σp0, Σp1, …, Σp7]`: the horizontal sums of eight vectors, exact in integers.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn reduce8(p: [__m256i; 8]) -> __m256i {
         let h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
         let h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
@@ -316,10 +318,17 @@ mod avx2 {
         )
     }
 
+    /// Four f16 block scales as f32 (exact).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u16) -> __m128 {
+        _mm_cvtph_ps(_mm_loadl_epi64(p as *const __m128i))
+    }
+
     struct Ptrs {
         wq: *const u8,
-        wd: *const f32,
-        wm: *const f32,
+        wd: *const u16,
+        wm: *const u16,
         per: usize,
     }
 
@@ -334,7 +343,7 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tile4x4<const Q4: bool>(w: &QMatrix, x: &QActs, g: usize, t: usize) -> [f32; 16] {
         let nb = x.cols / BLOCK;
         let p = group(w, g, nb);
@@ -343,8 +352,8 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..nb {
             let r = rows::<Q4>(p.wq.add(b * 4 * p.per));
-            let dw = _mm_loadu_ps(p.wd.add(4 * b));
-            let mw = _mm_loadu_ps(p.wm.add(4 * b));
+            let dw = scales(p.wd.add(4 * b));
+            let mw = scales(p.wm.add(4 * b));
             let (dw, mw) = (_mm256_set_m128(dw, dw), _mm256_set_m128(mw, mw));
             for (h, a) in acc.iter_mut().enumerate() {
                 let (j0, j1) = (2 * h, 2 * h + 1);
@@ -372,7 +381,7 @@ mod avx2 {
         out
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tile8x1<const Q4: bool>(w: &QMatrix, x: &QActs, g: usize, t: usize) -> [f32; 8] {
         let nb = x.cols / BLOCK;
         let (p0, p1) = (group(w, g, nb), group(w, g + 1, nb));
@@ -393,8 +402,8 @@ mod avx2 {
                 dot::<Q4>(r1[2], xv),
                 dot::<Q4>(r1[3], xv),
             ]);
-            let dw = _mm256_set_m128(_mm_loadu_ps(p1.wd.add(4 * b)), _mm_loadu_ps(p0.wd.add(4 * b)));
-            let mw = _mm256_set_m128(_mm_loadu_ps(p1.wm.add(4 * b)), _mm_loadu_ps(p0.wm.add(4 * b)));
+            let dw = _mm256_set_m128(scales(p1.wd.add(4 * b)), scales(p0.wd.add(4 * b)));
+            let mw = _mm256_set_m128(scales(p1.wm.add(4 * b)), scales(p0.wm.add(4 * b)));
             acc = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(v),
                 _mm256_mul_ps(dw, _mm256_set1_ps(*xd.add(b))),
@@ -407,7 +416,7 @@ mod avx2 {
         out
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tile4x1<const Q4: bool>(w: &QMatrix, x: &QActs, g: usize, t: usize) -> [f32; 4] {
         let nb = x.cols / BLOCK;
         let p = group(w, g, nb);
@@ -429,8 +438,8 @@ mod avx2 {
                 zero,
             ]);
             let v = _mm256_castsi256_si128(v);
-            let dw = _mm_loadu_ps(p.wd.add(4 * b));
-            let mw = _mm_loadu_ps(p.wm.add(4 * b));
+            let dw = scales(p.wd.add(4 * b));
+            let mw = scales(p.wm.add(4 * b));
             acc = _mm_fmadd_ps(_mm_cvtepi32_ps(v), _mm_mul_ps(dw, _mm_set1_ps(*xd.add(b))), acc);
             acc = _mm_fmadd_ps(mw, _mm_set1_ps(*xs.add(b)), acc);
         }

@@ -40,8 +40,89 @@ pub struct QMatrix {
     pub cols: usize,
     pub layout: Layout,
     pub(super) q: Vec<u8>,
-    pub(super) d: Vec<f32>,
-    pub(super) m: Vec<f32>,
+    /// Block scales and offsets as f16 bits (exact for GGUF's own f16 scales; Q4_K's products and
+    /// re-quantised scales round by at most 2⁻¹¹, far below the 4- or 8-bit step).
+    pub(super) d: Vec<u16>,
+    pub(super) m: Vec<u16>,
+}
+
+/// Row-major blocks with f32 scales, while a GGUF tensor is being converted.
+struct Building {
+    rows: usize,
+    cols: usize,
+    layout: Layout,
+    q: Vec<u8>,
+    d: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl Building {
+    fn new(rows: usize, cols: usize, layout: Layout) -> Building {
+        let nb = rows * cols / BLOCK;
+        Building {
+            rows,
+            cols,
+            layout,
+            q: vec![0; nb * layout.bytes()],
+            d: vec![0.0; nb],
+            m: vec![0.0; nb],
+        }
+    }
+
+    fn set_q8(&mut self, b: usize, vals: &[i8; BLOCK]) {
+        for (dst, &v) in self.q[b * 32..(b + 1) * 32].iter_mut().zip(vals) {
+            *dst = v as u8;
+        }
+    }
+
+    /// Reorders the blocks so that block `b` of rows `4g..4g+4` sits together (one load feeds a
+    /// four-row kernel), padding the last group with zero rows, and stores the scales as f16.
+    fn finish(self) -> QMatrix {
+        let (nbr, per) = (self.cols / BLOCK, self.layout.bytes());
+        let slots = self.rows.div_ceil(4) * 4 * nbr;
+        let mut w = QMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            layout: self.layout,
+            q: vec![0; slots * per],
+            d: vec![0; slots],
+            m: vec![0; slots],
+        };
+        for r in 0..self.rows {
+            for b in 0..nbr {
+                let (from, to) = (r * nbr + b, w.slot(r, b));
+                w.d[to] = f32_to_f16(self.d[from]);
+                w.m[to] = f32_to_f16(self.m[from]);
+                w.q[to * per..(to + 1) * per].copy_from_slice(&self.q[from * per..(from + 1) * per]);
+            }
+        }
+        w
+    }
+}
+
+/// f32 to f16 bits, rounding to nearest even (subnormals kept, overflow to infinity).
+pub fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let a = v.abs();
+    if a.is_nan() {
+        return sign | 0x7e00;
+    }
+    if a >= 65520.0 {
+        return sign | 0x7c00;
+    }
+    if a < 6.103_515_6e-5 {
+        // Subnormal: units of 2⁻²⁴, rounded to nearest even.
+        return sign | (a * 16_777_216.0).round_ties_even() as u16;
+    }
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = bits & 0x7f_ffff;
+    let mut h = ((exp as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
+        h += 1; // may carry into the exponent, which is still the right value
+    }
+    sign | h as u16
 }
 
 pub fn f16_to_f32(h: u16) -> f32 {
@@ -94,26 +175,13 @@ pub fn dequantize(dtype: DType, bytes: &[u8], n: usize) -> Vec<f32> {
 }
 
 impl QMatrix {
-    fn empty(rows: usize, cols: usize, layout: Layout) -> QMatrix {
-        let nb = rows * cols / BLOCK;
-        let per = layout.bytes();
-        QMatrix {
-            rows,
-            cols,
-            layout,
-            q: vec![0; nb * per],
-            d: vec![0.0; nb],
-            m: vec![0.0; nb],
-        }
-    }
-
     /// Converts GGUF tensor data (`rows` × `cols`, `cols` contiguous). `cols` must be a multiple of 32
     /// (of 256 for K-quants, which the GGUF shape check already guarantees).
     pub fn from_gguf(dtype: DType, bytes: &[u8], rows: usize, cols: usize) -> QMatrix {
         let nb = rows * cols / BLOCK;
         match dtype {
             DType::Q4_0 | DType::Q4_1 => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q4);
+                let mut w = Building::new(rows, cols, Layout::Q4);
                 let bsz = dtype.block().1;
                 for b in 0..nb {
                     let blk = &bytes[b * bsz..(b + 1) * bsz];
@@ -127,10 +195,10 @@ impl QMatrix {
                     w.m[b] = m;
                     w.q[b * 16..(b + 1) * 16].copy_from_slice(qs);
                 }
-                w.interleaved()
+                w.finish()
             }
             DType::Q4K => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q4);
+                let mut w = Building::new(rows, cols, Layout::Q4);
                 for (sb, blk) in bytes.chunks_exact(144).enumerate() {
                     let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
                     let scales = &blk[4..16];
@@ -150,10 +218,10 @@ impl QMatrix {
                         }
                     }
                 }
-                w.interleaved()
+                w.finish()
             }
             DType::Q8_0 | DType::Q5_0 | DType::Q5_1 | DType::Q5K => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q8);
+                let mut w = Building::new(rows, cols, Layout::Q8);
                 let mut vals = [0i8; BLOCK];
                 match dtype {
                     DType::Q8_0 => {
@@ -212,7 +280,7 @@ impl QMatrix {
                         }
                     }
                 }
-                w.interleaved()
+                w.finish()
             }
             DType::Q6K | DType::F32 | DType::F16 | DType::BF16 => {
                 let f = match dtype {
@@ -226,20 +294,14 @@ impl QMatrix {
 
     /// Quantises f32 weights to 8 bits per 32-block.
     pub fn from_f32(f: &[f32], rows: usize, cols: usize) -> QMatrix {
-        let mut w = QMatrix::empty(rows, cols, Layout::Q8);
+        let mut w = Building::new(rows, cols, Layout::Q8);
         let mut q = vec![0i8; f.len()];
         let mut s = vec![0f32; w.d.len()];
         gemm::quantize_row(f, &mut q, &mut w.d, &mut s);
         for (dst, &src) in w.q.iter_mut().zip(&q) {
             *dst = src as u8;
         }
-        w.interleaved()
-    }
-
-    fn set_q8(&mut self, b: usize, vals: &[i8; BLOCK]) {
-        for (dst, &v) in self.q[b * 32..(b + 1) * 32].iter_mut().zip(vals) {
-            *dst = v as u8;
-        }
+        w.finish()
     }
 
     /// Row `r` as f32 (the embedding lookup).
@@ -247,7 +309,7 @@ impl QMatrix {
         let nbr = self.cols / BLOCK;
         for bi in 0..nbr {
             let b = self.slot(r, bi);
-            let (d, m) = (self.d[b], self.m[b]);
+            let (d, m) = (f16_to_f32(self.d[b]), f16_to_f32(self.m[b]));
             let o = &mut out[bi * BLOCK..(bi + 1) * BLOCK];
             match self.layout {
                 Layout::Q4 => {
@@ -270,28 +332,6 @@ impl QMatrix {
     #[inline]
     pub(super) fn slot(&self, r: usize, b: usize) -> usize {
         ((r / 4) * (self.cols / BLOCK) + b) * 4 + r % 4
-    }
-
-    /// Reorders row-major blocks so that block `b` of rows `4g..4g+4` sits together (one load feeds a
-    /// four-row kernel), padding the last group with zero rows.
-    fn interleaved(self) -> QMatrix {
-        let (nbr, per) = (self.cols / BLOCK, self.layout.bytes());
-        let slots = self.rows.div_ceil(4) * 4 * nbr;
-        let mut w = QMatrix {
-            q: vec![0; slots * per],
-            d: vec![0.0; slots],
-            m: vec![0.0; slots],
-            ..self
-        };
-        for r in 0..self.rows {
-            for b in 0..nbr {
-                let (from, to) = (r * nbr + b, w.slot(r, b));
-                w.d[to] = self.d[from];
-                w.m[to] = self.m[from];
-                w.q[to * per..(to + 1) * per].copy_from_slice(&self.q[from * per..(from + 1) * per]);
-            }
-        }
-        w
     }
 
     /// Stacks matrices of the same width and layout (fused projections: one pass over the input
@@ -381,6 +421,24 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert!(f16_to_f32(0x7c00).is_infinite());
         assert_eq!(f16_to_f32(u16::from_le_bytes(f16_bytes(0.25))), 0.25);
+        for h in 0..=u16::MAX {
+            if h & 0x7c00 != 0x7c00 {
+                assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#x}");
+            }
+        }
+        // One f16 step above 1.0 is 4/4096.
+        assert_eq!(
+            f32_to_f16(1.0 + 2.0 / 4096.0),
+            0x3c00,
+            "a tie goes to the even neighbour"
+        );
+        assert_eq!(
+            f32_to_f16(1.0 + 6.0 / 4096.0),
+            0x3c02,
+            "a tie goes to the even neighbour"
+        );
+        assert_eq!(f32_to_f16(1.0 + 3.0 / 4096.0), 0x3c01);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
     }
 
     #[test]
