@@ -1,7 +1,9 @@
-//! Quantised weight matrices and their matrix–vector kernels.
+//! Quantised weight matrices: GGUF block decoding into Quarry's two layouts (the products are in
+//! `gemm`).
 //!
-//! Every GGUF weight type is converted once, at load, into one of two row-major layouts made of
-//! 32-element blocks, each block with a scale `d` and an offset `m` (weight = d·q + m):
+//! Every GGUF weight type is converted once, at load, into one of two layouts made of 32-element
+//! blocks, each block with an f16 scale `d` and offset `m` (weight = d·q + m), block `b` of four
+//! consecutive rows stored together so one load feeds a four-row kernel:
 //! - `Q4`: 4-bit unsigned values, 16 bytes per block (byte i holds element i in its low nibble and
 //!   element i+16 in its high nibble, GGML's own Q4_0/Q4_1 order). Q4_0, Q4_1 and Q4_K load here
 //!   without loss (Q4_K's per-32 sub-block scales become the block scales).
@@ -9,9 +11,9 @@
 //!   Q6_K, F16, BF16 and F32 matrices are re-quantised to 8 bits per 32 (relative error ≤ 1/254 of a
 //!   block's largest weight).
 //!
-//! Activations are quantised per 32-block to 8 bits too, so a block's dot product is an integer
-//! dot product (AVX2 `vpmaddubsw` + `vpmaddwd`) scaled by `d_w·d_x`, plus `m_w·Σx` for the offset.
-//! This is the scheme llama.cpp uses for these types; the code here is Quarry's own.
+//! Activations are quantised per 32-block to 8 bits too (`gemm::QActs`), so a block's dot product is
+//! an integer dot product (AVX2 `vpmaddubsw` + `vpmaddwd`) scaled by `d_w·d_x`, plus `m_w·Σx` for the
+//! offset. This is the scheme llama.cpp uses for these types; the code here is Quarry's own.
 
 use super::gemm::{self, QActs};
 use super::gguf::DType;
