@@ -1,10 +1,14 @@
 //! The llama architecture (Llama 2/3, SmolLM, TinyLlama, Mistral-style GQA models) run from GGUF
 //! weights: RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
+use super::attention::{attend, swiglu};
+use super::gemm::QActs;
 use super::gguf::{Gguf, TensorInfo};
-use super::quant::{dequantize, QMatrix, QVec};
+use super::quant::{dequantize, QMatrix};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -24,13 +28,12 @@ pub struct LlamaConfig {
 
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: QMatrix,
-    wk: QMatrix,
-    wv: QMatrix,
+    /// Query, key and value projections stacked: one pass over the normed input.
+    qkv: QMatrix,
     wo: QMatrix,
     ffn_norm: Vec<f32>,
-    gate: QMatrix,
-    up: QMatrix,
+    /// Gate and up projections stacked.
+    gate_up: QMatrix,
     down: QMatrix,
 }
 
@@ -45,30 +48,68 @@ pub struct Llama {
     rope_freqs: Vec<f32>,
 }
 
-/// Keys and values of every processed position, per layer.
+/// Keys and values of every processed position, per layer and kv head (each head's positions
+/// contiguous, so attention reads one run of memory), plus the forward pass's working buffers, kept
+/// across tokens and calls.
 pub struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// Positions each head has room for.
+    cap: usize,
     pub len: usize,
+    work: Work,
+}
+
+#[derive(Default)]
+struct Work {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gu: Vec<f32>,
+    g: Vec<f32>,
+    acts: QActs,
+    /// (cos, sin) per position of the batch and rotary frequency.
+    rope: Vec<(f32, f32)>,
+}
+
+thread_local! {
+    /// Attention scores of the query being processed on this thread.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl KvCache {
-    pub fn new(layers: usize) -> KvCache {
+    fn new(layers: usize) -> KvCache {
         KvCache {
             k: vec![Vec::new(); layers],
             v: vec![Vec::new(); layers],
+            cap: 0,
             len: 0,
+            work: Work::default(),
         }
     }
 
     /// Forgets every position from `len` on (to reuse a shared prompt prefix).
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
-        if len < self.len {
-            for l in self.k.iter_mut().chain(self.v.iter_mut()) {
-                l.truncate(len * kv_dim);
-            }
-            self.len = len;
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Makes room for `want` positions, moving each head's run to its new place.
+    fn reserve(&mut self, want: usize, kv_heads: usize, hd: usize) {
+        if want <= self.cap {
+            return;
         }
+        let cap = want.max(2 * self.cap).max(64);
+        for l in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let mut grown = vec![0f32; kv_heads * cap * hd];
+            for h in 0..kv_heads {
+                let n = self.len * hd;
+                grown[h * cap * hd..h * cap * hd + n].copy_from_slice(&l[h * self.cap * hd..h * self.cap * hd + n]);
+            }
+            *l = grown;
+        }
+        self.cap = cap;
     }
 }
 
@@ -148,19 +189,31 @@ impl Llama {
             Ok(dequantize(t.dtype, g.tensor_bytes(t), n))
         };
         let kv_dim = kv_heads * head_dim;
+        if !kv_dim.is_multiple_of(4) || !dim.is_multiple_of(4) || !cfg.ffn.is_multiple_of(4) {
+            return Err(bad(format!(
+                "{dim} dims, {kv_dim} kv dims or {} feed-forward dims is not a multiple of 4",
+                cfg.ffn
+            )));
+        }
         let layers = (0..cfg.layers)
             .into_par_iter()
             .map(|i| -> Result<Layer> {
                 let p = |s: &str| format!("blk.{i}.{s}.weight");
                 Ok(Layer {
                     attn_norm: vector(&p("attn_norm"), dim)?,
-                    wq: matrix(&p("attn_q"), dim, dim)?,
-                    wk: matrix(&p("attn_k"), kv_dim, dim)?,
-                    wv: matrix(&p("attn_v"), kv_dim, dim)?,
+                    qkv: fuse(&[
+                        matrix(&p("attn_q"), dim, dim)?,
+                        matrix(&p("attn_k"), kv_dim, dim)?,
+                        matrix(&p("attn_v"), kv_dim, dim)?,
+                    ])
+                    .map_err(|m| bad(format!("block {i}: {m}")))?,
                     wo: matrix(&p("attn_output"), dim, dim)?,
                     ffn_norm: vector(&p("ffn_norm"), dim)?,
-                    gate: matrix(&p("ffn_gate"), cfg.ffn, dim)?,
-                    up: matrix(&p("ffn_up"), cfg.ffn, dim)?,
+                    gate_up: fuse(&[
+                        matrix(&p("ffn_gate"), cfg.ffn, dim)?,
+                        matrix(&p("ffn_up"), cfg.ffn, dim)?,
+                    ])
+                    .map_err(|m| bad(format!("block {i}: {m}")))?,
                     down: matrix(&p("ffn_down"), dim, cfg.ffn)?,
                 })
             })
@@ -188,112 +241,119 @@ impl Llama {
         self.cfg.kv_heads * self.cfg.head_dim
     }
 
-    /// Runs `tokens` at positions `cache.len..` and returns the logits after the last one.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+    /// An empty cache (and working buffers) for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.layers)
+    }
+
+    /// Runs `tokens` at positions `cache.len..` and writes the logits after the last one.
+    ///
+    /// Each token's computation is independent of the batch it runs in (see `gemm` and
+    /// `attention`), so running a prompt at once or token by token gives the same logits, bit for bit.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: &mut Vec<f32>) {
         let c = &self.cfg;
-        let (n, dim, kv_dim) = (tokens.len(), c.dim, self.kv_dim());
+        let (n, dim, kv_dim, hd) = (tokens.len(), c.dim, self.kv_dim(), c.head_dim);
+        if n == 0 {
+            return;
+        }
         let pos0 = cache.len;
-        let mut x = vec![0f32; n * dim];
+        cache.reserve(pos0 + n, c.kv_heads, hd);
+        let cap = cache.cap;
+        let w = &mut cache.work;
+        let qkv_w = dim + 2 * kv_dim;
+        w.x.resize(n * dim, 0.0);
+        w.h.resize(n * dim, 0.0);
+        w.qkv.resize(n * qkv_w, 0.0);
+        w.att.resize(n * dim, 0.0);
+        w.o.resize(n * dim, 0.0);
+        w.gu.resize(n * 2 * c.ffn, 0.0);
+        w.g.resize(n * c.ffn, 0.0);
         for (t, &tok) in tokens.iter().enumerate() {
             let row = (tok as usize).min(c.vocab - 1);
-            self.embed.row_f32(row, &mut x[t * dim..(t + 1) * dim]);
+            self.embed.row_f32(row, &mut w.x[t * dim..(t + 1) * dim]);
         }
-        let mut h = vec![0f32; n * dim];
-        let mut qv: Vec<QVec> = vec![QVec::default(); n];
-        let mut q = vec![0f32; n * dim];
-        let mut k = vec![0f32; n * kv_dim];
-        let mut v = vec![0f32; n * kv_dim];
-        let mut att = vec![0f32; n * dim];
-        let mut o = vec![0f32; n * dim];
-        let mut g = vec![0f32; n * c.ffn];
-        let mut u = vec![0f32; n * c.ffn];
-        let mut qf: Vec<QVec> = vec![QVec::default(); n];
-        for (li, layer) in self.layers.iter().enumerate() {
-            rms_norm_rows(&x, &layer.attn_norm, c.eps, &mut h, dim);
-            quantize_rows(&h, dim, &mut qv);
-            layer.wq.matmul(&qv, &mut q);
-            layer.wk.matmul(&qv, &mut k);
-            layer.wv.matmul(&qv, &mut v);
-            for t in 0..n {
-                self.rope(&mut q[t * dim..(t + 1) * dim], pos0 + t);
-                self.rope(&mut k[t * kv_dim..(t + 1) * kv_dim], pos0 + t);
-            }
-            cache.k[li].extend_from_slice(&k);
-            cache.v[li].extend_from_slice(&v);
-            self.attention(&q, &cache.k[li], &cache.v[li], pos0, &mut att);
-            quantize_rows(&att, dim, &mut qv);
-            layer.wo.matmul(&qv, &mut o);
-            add(&mut x, &o);
-
-            rms_norm_rows(&x, &layer.ffn_norm, c.eps, &mut h, dim);
-            quantize_rows(&h, dim, &mut qv);
-            layer.gate.matmul(&qv, &mut g);
-            layer.up.matmul(&qv, &mut u);
-            for (gi, ui) in g.iter_mut().zip(&u) {
-                *gi = *gi / (1.0 + (-*gi).exp()) * ui;
-            }
-            quantize_rows(&g, c.ffn, &mut qf);
-            layer.down.matmul(&qf, &mut o);
-            add(&mut x, &o);
+        w.rope.clear();
+        for t in 0..n {
+            let pos = (pos0 + t) as f32;
+            w.rope.extend(
+                self.rope_freqs
+                    .iter()
+                    .map(|&f| (pos * f).sin_cos())
+                    .map(|(s, c)| (c, s)),
+            );
         }
-        cache.len += n;
-        let last = &x[(n - 1) * dim..];
-        let mut normed = vec![0f32; dim];
-        rms_norm_rows(last, &self.norm, c.eps, &mut normed, dim);
-        let mut logits = vec![0f32; c.vocab];
-        self.output
-            .as_ref()
-            .unwrap_or(&self.embed)
-            .matvec(&QVec::quantize(&normed), &mut logits);
-        logits
-    }
-
-    /// Rotates each head's first `rope_dim` values in adjacent pairs (GGUF llama weights are stored
-    /// permuted for this "normal" rotation).
-    fn rope(&self, x: &mut [f32], pos: usize) {
-        let hd = self.cfg.head_dim;
-        for head in x.chunks_exact_mut(hd) {
-            for (i, &f) in self.rope_freqs.iter().enumerate() {
-                let (sin, cos) = (pos as f32 * f).sin_cos();
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * cos - b * sin;
-                head[2 * i + 1] = a * sin + b * cos;
-            }
-        }
-    }
-
-    /// Causal grouped-query attention of `n` new queries over every cached position.
-    fn attention(&self, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, out: &mut [f32]) {
-        let c = &self.cfg;
-        let (hd, kv_dim, group) = (c.head_dim, self.kv_dim(), c.heads / c.kv_heads);
+        let half = self.rope_freqs.len();
         let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (token, head): each writes its own head_dim slice of `out`.
-        out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-            let (t, head) = (i / c.heads, i % c.heads);
-            let kvh = head / group;
-            let qh = &q[t * c.dim + head * hd..t * c.dim + (head + 1) * hd];
-            let span = pos0 + t + 1;
-            let mut scores: Vec<f32> = (0..span)
-                .map(|p| {
-                    let kp = &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    quarry_core::vector::dot(qh, kp) * scale
-                })
-                .collect();
-            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &s| a.max(s));
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            o.fill(0.0);
-            for (p, s) in scores.iter().enumerate() {
-                let w = s / sum;
-                let vp = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                for (oi, vi) in o.iter_mut().zip(vp) {
-                    *oi += w * vi;
+        let group = c.heads / c.kv_heads;
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm_rows(&w.x, &layer.attn_norm, c.eps, &mut w.h, dim);
+            w.acts.quantize(&w.h, dim);
+            layer.qkv.matmul(&w.acts, &mut w.qkv);
+            let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
+            for (t, row) in w.qkv.chunks_exact_mut(qkv_w).enumerate() {
+                let cs = &w.rope[t * half..(t + 1) * half];
+                let (q, kv) = row.split_at_mut(dim);
+                rope(q, hd, cs);
+                rope(&mut kv[..kv_dim], hd, cs);
+                for h in 0..c.kv_heads {
+                    let at = (h * cap + pos0 + t) * hd;
+                    kc[at..at + hd].copy_from_slice(&kv[h * hd..(h + 1) * hd]);
+                    vc[at..at + hd].copy_from_slice(&kv[kv_dim + h * hd..kv_dim + (h + 1) * hd]);
                 }
             }
-        });
+            let (kc, vc, qkv) = (&*kc, &*vc, &w.qkv);
+            // One task per (token, head): each writes its own head_dim slice of `att`.
+            w.att.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+                let (t, head) = (i / c.heads, i % c.heads);
+                let kvh = head / group;
+                let q = &qkv[t * qkv_w + head * hd..t * qkv_w + (head + 1) * hd];
+                let (k, v) = (&kc[kvh * cap * hd..], &vc[kvh * cap * hd..]);
+                SCORES.with_borrow_mut(|scores| attend(q, k, v, pos0 + t + 1, scale, scores, o));
+            });
+            w.acts.quantize(&w.att, dim);
+            layer.wo.matmul(&w.acts, &mut w.o);
+            add(&mut w.x, &w.o);
+
+            rms_norm_rows(&w.x, &layer.ffn_norm, c.eps, &mut w.h, dim);
+            w.acts.quantize(&w.h, dim);
+            layer.gate_up.matmul(&w.acts, &mut w.gu);
+            let ffn = c.ffn;
+            w.g.par_chunks_mut(ffn)
+                .zip(w.gu.par_chunks(2 * ffn))
+                .for_each(|(g, gu)| {
+                    g.copy_from_slice(&gu[..ffn]);
+                    swiglu(g, &gu[ffn..]);
+                });
+            w.acts.quantize(&w.g, ffn);
+            layer.down.matmul(&w.acts, &mut w.o);
+            add(&mut w.x, &w.o);
+        }
+        cache.len += n;
+        let last = &w.x[(n - 1) * dim..];
+        rms_norm_rows(last, &self.norm, c.eps, &mut w.h[..dim], dim);
+        w.acts.quantize(&w.h[..dim], dim);
+        logits.resize(c.vocab, 0.0);
+        self.output.as_ref().unwrap_or(&self.embed).matmul(&w.acts, logits);
+    }
+}
+
+/// Stacks projections that read the same input.
+fn fuse(parts: &[QMatrix]) -> std::result::Result<QMatrix, String> {
+    if parts.windows(2).any(|p| p[0].layout != p[1].layout) {
+        return Err("projections that read the same input are stored in different formats".into());
+    }
+    Ok(QMatrix::concat(&parts.iter().collect::<Vec<_>>()))
+}
+
+/// Rotates each head's first `rope_dim` values in adjacent pairs (GGUF llama weights are stored
+/// permuted for this "normal" rotation); `cs` holds (cos, sin) per pair for this position.
+fn rope(x: &mut [f32], hd: usize, cs: &[(f32, f32)]) {
+    for head in x.chunks_exact_mut(hd) {
+        for (i, &(cos, sin)) in cs.iter().enumerate() {
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * cos - b * sin;
+            head[2 * i + 1] = a * sin + b * cos;
+        }
     }
 }
 
@@ -305,12 +365,6 @@ fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], dim: usize) {
             *o = xi * inv * wi;
         }
     }
-}
-
-fn quantize_rows(x: &[f32], dim: usize, out: &mut [QVec]) {
-    out.par_iter_mut()
-        .zip(x.par_chunks_exact(dim))
-        .for_each(|(q, r)| q.set(r));
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

@@ -65,7 +65,7 @@ impl LocalModel {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let layers = llama.cfg.layers;
+        let cache = llama.new_cache();
         Ok(LocalModel {
             id: format!("{stem}@{size}"),
             path: path.to_path_buf(),
@@ -74,7 +74,7 @@ impl LocalModel {
             template,
             window,
             pool,
-            session: Mutex::new((Vec::new(), KvCache::new(layers))),
+            session: Mutex::new((Vec::new(), cache)),
         })
     }
 
@@ -82,7 +82,7 @@ impl LocalModel {
     pub fn clear_cache(&self) {
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let (seen, cache) = &mut *session;
-        cache.truncate(0, self.llama.kv_dim());
+        cache.truncate(0);
         seen.clear();
     }
 
@@ -124,12 +124,12 @@ impl LocalModel {
         let shared = seen.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // At least one prompt token is always run, to get the logits that follow the prompt.
         let keep = shared.min(prompt.len() - 1);
-        cache.truncate(keep, self.llama.kv_dim());
+        cache.truncate(keep);
         seen.truncate(keep);
         let mut logits = Vec::new();
         self.pool.install(|| {
             for batch in prompt[keep..].chunks(PROMPT_BATCH) {
-                logits = self.llama.forward(batch, cache);
+                self.llama.forward(batch, cache, &mut logits);
                 seen.extend_from_slice(batch);
             }
         });
@@ -167,7 +167,7 @@ impl LocalModel {
             if generated == max_new {
                 break;
             }
-            logits = self.pool.install(|| self.llama.forward(&[tok], cache));
+            self.pool.install(|| self.llama.forward(&[tok], cache, &mut logits));
             seen.push(tok);
         }
         if finish != FinishReason::Cancelled {

@@ -14,6 +14,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod attention;
+pub mod gemm;
 pub mod gguf;
 pub mod llama;
 pub mod local;

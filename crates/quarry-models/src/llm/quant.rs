@@ -1,7 +1,9 @@
-//! Quantised weight matrices and their matrix–vector kernels.
+//! Quantised weight matrices: GGUF block decoding into Quarry's two layouts (the products are in
+//! `gemm`).
 //!
-//! Every GGUF weight type is converted once, at load, into one of two row-major layouts made of
-//! 32-element blocks, each block with a scale `d` and an offset `m` (weight = d·q + m):
+//! Every GGUF weight type is converted once, at load, into one of two layouts made of 32-element
+//! blocks, each block with an f16 scale `d` and offset `m` (weight = d·q + m), block `b` of four
+//! consecutive rows stored together so one load feeds a four-row kernel:
 //! - `Q4`: 4-bit unsigned values, 16 bytes per block (byte i holds element i in its low nibble and
 //!   element i+16 in its high nibble, GGML's own Q4_0/Q4_1 order). Q4_0, Q4_1 and Q4_K load here
 //!   without loss (Q4_K's per-32 sub-block scales become the block scales).
@@ -9,15 +11,11 @@
 //!   Q6_K, F16, BF16 and F32 matrices are re-quantised to 8 bits per 32 (relative error ≤ 1/254 of a
 //!   block's largest weight).
 //!
-//! Activations are quantised per 32-block to 8 bits too, so a block's dot product is an integer
-//! dot product (AVX2 `vpmaddubsw` + `vpmaddwd`) scaled by `d_w·d_x`, plus `m_w·Σx` for the offset.
-//! This is the scheme llama.cpp uses for these types; the code here is Quarry's own.
+//! Activations are quantised per 32-block to 8 bits too (`gemm::QActs`), so a block's dot product is
+//! an integer dot product (AVX2 `vpmaddubsw` + `vpmaddwd`) scaled by `d_w·d_x`, plus `m_w·Σx` for the
+//! offset. This is the scheme llama.cpp uses for these types; the code here is Quarry's own.
 
-// The AVX2 kernels use `std::arch` intrinsics on bounds-checked slices.
-#![allow(unsafe_code)]
-
-use rayon::prelude::*;
-
+use super::gemm::{self, QActs};
 use super::gguf::DType;
 
 pub const BLOCK: usize = 32;
@@ -28,51 +26,105 @@ pub enum Layout {
     Q8,
 }
 
+impl Layout {
+    /// Bytes of quantised values per 32-weight block.
+    pub fn bytes(self) -> usize {
+        match self {
+            Layout::Q4 => 16,
+            Layout::Q8 => 32,
+        }
+    }
+}
+
 /// A weight matrix: `rows` rows of `cols` weights (a linear layer's output × input).
 pub struct QMatrix {
     pub rows: usize,
     pub cols: usize,
     pub layout: Layout,
+    pub(super) q: Vec<u8>,
+    /// Block scales and offsets as f16 bits (exact for GGUF's own f16 scales; Q4_K's products and
+    /// re-quantised scales round by at most 2⁻¹¹, far below the 4- or 8-bit step).
+    pub(super) d: Vec<u16>,
+    pub(super) m: Vec<u16>,
+}
+
+/// Row-major blocks with f32 scales, while a GGUF tensor is being converted.
+struct Building {
+    rows: usize,
+    cols: usize,
+    layout: Layout,
     q: Vec<u8>,
     d: Vec<f32>,
     m: Vec<f32>,
 }
 
-/// An activation vector quantised to 8 bits per 32-block: `x ≈ d·q`, with `s = d·Σq` per block.
-#[derive(Default, Clone)]
-pub struct QVec {
-    q: Vec<i8>,
-    d: Vec<f32>,
-    s: Vec<f32>,
-}
-
-impl QVec {
-    pub fn quantize(x: &[f32]) -> QVec {
-        let mut v = QVec::default();
-        v.set(x);
-        v
-    }
-
-    pub fn set(&mut self, x: &[f32]) {
-        debug_assert_eq!(x.len() % BLOCK, 0);
-        let nb = x.len() / BLOCK;
-        self.q.resize(x.len(), 0);
-        self.d.resize(nb, 0.0);
-        self.s.resize(nb, 0.0);
-        for b in 0..nb {
-            let xs = &x[b * BLOCK..(b + 1) * BLOCK];
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in self.q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
-                *q = (v * inv).round() as i8;
-                sum += i32::from(*q);
-            }
-            self.d[b] = d;
-            self.s[b] = d * sum as f32;
+impl Building {
+    fn new(rows: usize, cols: usize, layout: Layout) -> Building {
+        let nb = rows * cols / BLOCK;
+        Building {
+            rows,
+            cols,
+            layout,
+            q: vec![0; nb * layout.bytes()],
+            d: vec![0.0; nb],
+            m: vec![0.0; nb],
         }
     }
+
+    fn set_q8(&mut self, b: usize, vals: &[i8; BLOCK]) {
+        for (dst, &v) in self.q[b * 32..(b + 1) * 32].iter_mut().zip(vals) {
+            *dst = v as u8;
+        }
+    }
+
+    /// Reorders the blocks so that block `b` of rows `4g..4g+4` sits together (one load feeds a
+    /// four-row kernel), padding the last group with zero rows, and stores the scales as f16.
+    fn finish(self) -> QMatrix {
+        let (nbr, per) = (self.cols / BLOCK, self.layout.bytes());
+        let slots = self.rows.div_ceil(4) * 4 * nbr;
+        let mut w = QMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            layout: self.layout,
+            q: vec![0; slots * per],
+            d: vec![0; slots],
+            m: vec![0; slots],
+        };
+        for r in 0..self.rows {
+            for b in 0..nbr {
+                let (from, to) = (r * nbr + b, w.slot(r, b));
+                w.d[to] = f32_to_f16(self.d[from]);
+                w.m[to] = f32_to_f16(self.m[from]);
+                w.q[to * per..(to + 1) * per].copy_from_slice(&self.q[from * per..(from + 1) * per]);
+            }
+        }
+        w
+    }
+}
+
+/// f32 to f16 bits, rounding to nearest even (subnormals kept, overflow to infinity).
+pub fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let a = v.abs();
+    if a.is_nan() {
+        return sign | 0x7e00;
+    }
+    if a >= 65520.0 {
+        return sign | 0x7c00;
+    }
+    if a < 6.103_515_6e-5 {
+        // Subnormal: units of 2⁻²⁴, rounded to nearest even.
+        return sign | (a * 16_777_216.0).round_ties_even() as u16;
+    }
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = bits & 0x7f_ffff;
+    let mut h = ((exp as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
+        h += 1; // may carry into the exponent, which is still the right value
+    }
+    sign | h as u16
 }
 
 pub fn f16_to_f32(h: u16) -> f32 {
@@ -125,26 +177,13 @@ pub fn dequantize(dtype: DType, bytes: &[u8], n: usize) -> Vec<f32> {
 }
 
 impl QMatrix {
-    fn empty(rows: usize, cols: usize, layout: Layout) -> QMatrix {
-        let nb = rows * cols / BLOCK;
-        let per = if layout == Layout::Q4 { 16 } else { 32 };
-        QMatrix {
-            rows,
-            cols,
-            layout,
-            q: vec![0; nb * per],
-            d: vec![0.0; nb],
-            m: vec![0.0; nb],
-        }
-    }
-
     /// Converts GGUF tensor data (`rows` × `cols`, `cols` contiguous). `cols` must be a multiple of 32
     /// (of 256 for K-quants, which the GGUF shape check already guarantees).
     pub fn from_gguf(dtype: DType, bytes: &[u8], rows: usize, cols: usize) -> QMatrix {
         let nb = rows * cols / BLOCK;
         match dtype {
             DType::Q4_0 | DType::Q4_1 => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q4);
+                let mut w = Building::new(rows, cols, Layout::Q4);
                 let bsz = dtype.block().1;
                 for b in 0..nb {
                     let blk = &bytes[b * bsz..(b + 1) * bsz];
@@ -158,10 +197,10 @@ impl QMatrix {
                     w.m[b] = m;
                     w.q[b * 16..(b + 1) * 16].copy_from_slice(qs);
                 }
-                w
+                w.finish()
             }
             DType::Q4K => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q4);
+                let mut w = Building::new(rows, cols, Layout::Q4);
                 for (sb, blk) in bytes.chunks_exact(144).enumerate() {
                     let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
                     let scales = &blk[4..16];
@@ -181,10 +220,10 @@ impl QMatrix {
                         }
                     }
                 }
-                w
+                w.finish()
             }
             DType::Q8_0 | DType::Q5_0 | DType::Q5_1 | DType::Q5K => {
-                let mut w = QMatrix::empty(rows, cols, Layout::Q8);
+                let mut w = Building::new(rows, cols, Layout::Q8);
                 let mut vals = [0i8; BLOCK];
                 match dtype {
                     DType::Q8_0 => {
@@ -243,7 +282,7 @@ impl QMatrix {
                         }
                     }
                 }
-                w
+                w.finish()
             }
             DType::Q6K | DType::F32 | DType::F16 | DType::BF16 => {
                 let f = match dtype {
@@ -257,27 +296,22 @@ impl QMatrix {
 
     /// Quantises f32 weights to 8 bits per 32-block.
     pub fn from_f32(f: &[f32], rows: usize, cols: usize) -> QMatrix {
-        let mut w = QMatrix::empty(rows, cols, Layout::Q8);
-        let v = QVec::quantize(f);
-        for (dst, &src) in w.q.iter_mut().zip(&v.q) {
+        let mut w = Building::new(rows, cols, Layout::Q8);
+        let mut q = vec![0i8; f.len()];
+        let mut s = vec![0f32; w.d.len()];
+        gemm::quantize_row(f, &mut q, &mut w.d, &mut s);
+        for (dst, &src) in w.q.iter_mut().zip(&q) {
             *dst = src as u8;
         }
-        w.d.copy_from_slice(&v.d);
-        w
-    }
-
-    fn set_q8(&mut self, b: usize, vals: &[i8; BLOCK]) {
-        for (dst, &v) in self.q[b * 32..(b + 1) * 32].iter_mut().zip(vals) {
-            *dst = v as u8;
-        }
+        w.finish()
     }
 
     /// Row `r` as f32 (the embedding lookup).
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         let nbr = self.cols / BLOCK;
         for bi in 0..nbr {
-            let b = r * nbr + bi;
-            let (d, m) = (self.d[b], self.m[b]);
+            let b = self.slot(r, bi);
+            let (d, m) = (f16_to_f32(self.d[b]), f16_to_f32(self.m[b]));
             let o = &mut out[bi * BLOCK..(bi + 1) * BLOCK];
             match self.layout {
                 Layout::Q4 => {
@@ -296,90 +330,31 @@ impl QMatrix {
         }
     }
 
-    /// Dot product of row `r` with a quantised vector.
+    /// Where row `r`'s block `b` is stored: blocks are grouped by four rows (see `interleaved`).
     #[inline]
-    fn dot_row(&self, r: usize, x: &QVec) -> f32 {
-        let nbr = self.cols / BLOCK;
-        let b0 = r * nbr;
-        let d = &self.d[b0..b0 + nbr];
-        let m = &self.m[b0..b0 + nbr];
-        let mut offset = 0f32;
-        for (mi, si) in m.iter().zip(&x.s) {
-            offset += mi * si;
-        }
-        let scaled = match self.layout {
-            Layout::Q4 => dot_q4(&self.q[b0 * 16..(b0 + nbr) * 16], d, &x.q, &x.d),
-            Layout::Q8 => dot_q8(&self.q[b0 * 32..(b0 + nbr) * 32], d, &x.q, &x.d),
-        };
-        scaled + offset
+    pub(super) fn slot(&self, r: usize, b: usize) -> usize {
+        ((r / 4) * (self.cols / BLOCK) + b) * 4 + r % 4
     }
 
-    /// Dot products of rows `r..r+4` with `x`: the activation blocks are loaded once for four rows
-    /// and the four accumulations run interleaved.
-    #[inline]
-    fn dot_rows4(&self, r: usize, x: &QVec) -> [f32; 4] {
-        let nbr = self.cols / BLOCK;
-        let b0 = r * nbr;
-        let d = &self.d[b0..b0 + 4 * nbr];
-        let m = &self.m[b0..b0 + 4 * nbr];
-        let mut out = match self.layout {
-            Layout::Q4 => dot4_q4(&self.q[b0 * 16..(b0 + 4 * nbr) * 16], d, &x.q, &x.d, nbr),
-            Layout::Q8 => dot4_q8(&self.q[b0 * 32..(b0 + 4 * nbr) * 32], d, &x.q, &x.d, nbr),
-        };
-        for (i, o) in out.iter_mut().enumerate() {
-            let mut offset = 0f32;
-            for (mi, si) in m[i * nbr..(i + 1) * nbr].iter().zip(&x.s) {
-                offset += mi * si;
-            }
-            *o += offset;
-        }
-        out
-    }
-
-    /// Rows `r0..r1` · `x` into `out[0..r1-r0]`, four rows at a time.
-    #[inline]
-    fn dot_range(&self, r0: usize, r1: usize, x: &QVec, out: &mut [f32]) {
-        let mut r = r0;
-        while r + 4 <= r1 {
-            out[r - r0..r - r0 + 4].copy_from_slice(&self.dot_rows4(r, x));
-            r += 4;
-        }
-        for rr in r..r1 {
-            out[rr - r0] = self.dot_row(rr, x);
+    /// Stacks matrices of the same width and layout (fused projections: one pass over the input
+    /// computes all of them). Every part but the last must have a multiple of four rows.
+    pub fn concat(parts: &[&QMatrix]) -> QMatrix {
+        let first = parts[0];
+        assert!(parts.iter().all(|p| p.cols == first.cols && p.layout == first.layout));
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.rows.is_multiple_of(4)));
+        QMatrix {
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+            layout: first.layout,
+            q: parts.iter().flat_map(|p| p.q.iter().copied()).collect(),
+            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
+            m: parts.iter().flat_map(|p| p.m.iter().copied()).collect(),
         }
     }
 
-    /// `out[r] = row_r · x` for every row, split across the thread pool.
-    pub fn matvec(&self, x: &QVec, out: &mut [f32]) {
-        assert_eq!(x.q.len(), self.cols, "matvec input length");
-        assert_eq!(out.len(), self.rows, "matvec output length");
-        const ROWS_PER_TASK: usize = 64;
-        out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(c, o)| {
-            let r0 = c * ROWS_PER_TASK;
-            self.dot_range(r0, r0 + o.len(), x, o);
-        });
-    }
-
-    /// `out[t·rows + r] = row_r · xs[t]` for a batch of vectors (prompt processing). Threads take
-    /// disjoint groups of vectors; each walks the weights in tiles of rows small enough to stay in
-    /// cache while every vector of its group passes over them.
-    pub fn matmul(&self, xs: &[QVec], out: &mut [f32]) {
-        assert_eq!(out.len(), xs.len() * self.rows, "matmul output length");
-        if xs.len() == 1 {
-            return self.matvec(&xs[0], out);
-        }
-        let threads = rayon::current_num_threads().max(1);
-        let per = xs.len().div_ceil(threads);
-        let tile = (16 * 1024 / (self.cols / 2).max(1)).clamp(4, 256);
-        out.par_chunks_mut(per * self.rows).enumerate().for_each(|(g, o)| {
-            let group = &xs[g * per..(g * per + o.len() / self.rows)];
-            for r0 in (0..self.rows).step_by(tile) {
-                let r1 = (r0 + tile).min(self.rows);
-                for (t, x) in group.iter().enumerate() {
-                    self.dot_range(r0, r1, x, &mut o[t * self.rows + r0..t * self.rows + r1]);
-                }
-            }
-        });
+    /// `out[t·rows + r] = row_r · x_t` for every token of `x` (see `gemm`).
+    pub fn matmul(&self, x: &QActs, out: &mut [f32]) {
+        gemm::matmul(self, x, out);
     }
 }
 
@@ -423,168 +398,6 @@ fn dequantize_q6k(bytes: &[u8], n: usize) -> Vec<f32> {
     out
 }
 
-/// Σ_b d_w[b]·d_x[b]·(q_w[b] · q_x[b]) over 4-bit weight blocks.
-fn dot_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
-    let nb = wd.len();
-    assert!(w.len() >= nb * 16 && x.len() >= nb * 32 && xd.len() >= nb);
-    #[cfg(target_feature = "avx2")]
-    {
-        // SAFETY: AVX2 is enabled at compile time; every load reads 16 or 32 bytes within the
-        // slices, whose lengths were checked above.
-        unsafe { avx2::dot_q4(w, wd, x, xd, nb) }
-    }
-    #[cfg(not(target_feature = "avx2"))]
-    {
-        let mut acc = 0f32;
-        for b in 0..nb {
-            let mut s = 0i32;
-            for i in 0..16 {
-                let q = w[b * 16 + i];
-                s += i32::from(q & 0xf) * i32::from(x[b * 32 + i]) + i32::from(q >> 4) * i32::from(x[b * 32 + i + 16]);
-            }
-            acc += wd[b] * xd[b] * s as f32;
-        }
-        acc
-    }
-}
-
-/// `dot_q4` for four consecutive rows of `nb` blocks each.
-fn dot4_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
-    assert!(w.len() >= 4 * nb * 16 && wd.len() >= 4 * nb && x.len() >= nb * 32 && xd.len() >= nb);
-    #[cfg(target_feature = "avx2")]
-    {
-        // SAFETY: AVX2 is enabled at compile time; loads stay within the slices checked above.
-        unsafe { avx2::dot4_q4(w, wd, x, xd, nb) }
-    }
-    #[cfg(not(target_feature = "avx2"))]
-    {
-        std::array::from_fn(|i| dot_q4(&w[i * nb * 16..], &wd[i * nb..(i + 1) * nb], x, xd))
-    }
-}
-
-/// `dot_q8` for four consecutive rows of `nb` blocks each.
-fn dot4_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
-    assert!(w.len() >= 4 * nb * 32 && wd.len() >= 4 * nb && x.len() >= nb * 32 && xd.len() >= nb);
-    #[cfg(target_feature = "avx2")]
-    {
-        // SAFETY: as in `dot4_q4`.
-        unsafe { avx2::dot4_q8(w, wd, x, xd, nb) }
-    }
-    #[cfg(not(target_feature = "avx2"))]
-    {
-        std::array::from_fn(|i| dot_q8(&w[i * nb * 32..], &wd[i * nb..(i + 1) * nb], x, xd))
-    }
-}
-
-/// Σ_b d_w[b]·d_x[b]·(q_w[b] · q_x[b]) over 8-bit weight blocks.
-fn dot_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
-    let nb = wd.len();
-    assert!(w.len() >= nb * 32 && x.len() >= nb * 32 && xd.len() >= nb);
-    #[cfg(target_feature = "avx2")]
-    {
-        // SAFETY: as in `dot_q4`.
-        unsafe { avx2::dot_q8(w, wd, x, xd, nb) }
-    }
-    #[cfg(not(target_feature = "avx2"))]
-    {
-        let mut acc = 0f32;
-        for b in 0..nb {
-            let mut s = 0i32;
-            for i in 0..32 {
-                s += i32::from(w[b * 32 + i] as i8) * i32::from(x[b * 32 + i]);
-            }
-            acc += wd[b] * xd[b] * s as f32;
-        }
-        acc
-    }
-}
-
-#[cfg(target_feature = "avx2")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    #[inline]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> f32 {
-        let mask = _mm_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..nb {
-            let bytes = _mm_loadu_si128(w.as_ptr().add(b * 16) as *const __m128i);
-            let lo = _mm_and_si128(bytes, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-            let q = _mm256_set_m128i(hi, lo);
-            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), ones);
-            let scale = _mm256_set1_ps(wd[b] * xd[b]);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-        }
-        hsum(acc)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_q4(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
-        let mask = _mm_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for b in 0..nb {
-            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
-            let xs = xd[b];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let bytes = _mm_loadu_si128(w.as_ptr().add((i * nb + b) * 16) as *const __m128i);
-                let lo = _mm_and_si128(bytes, mask);
-                let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-                let q = _mm256_set_m128i(hi, lo);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), ones);
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wd[i * nb + b] * xs), *a);
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> [f32; 4] {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for b in 0..nb {
-            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
-            let xs = xd[b];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let wv = _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * 32) as *const __m256i);
-                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-                let p = _mm256_madd_epi16(p, ones);
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wd[i * nb + b] * xs), *a);
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8(w: &[u8], wd: &[f32], x: &[i8], xd: &[f32], nb: usize) -> f32 {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..nb {
-            let wv = _mm256_loadu_si256(w.as_ptr().add(b * 32) as *const __m256i);
-            let xv = _mm256_loadu_si256(x.as_ptr().add(b * 32) as *const __m256i);
-            // vpmaddubsw multiplies unsigned by signed: move the weights' signs onto x.
-            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            let p = _mm256_madd_epi16(p, ones);
-            let scale = _mm256_set1_ps(wd[b] * xd[b]);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-        }
-        hsum(acc)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,6 +423,24 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert!(f16_to_f32(0x7c00).is_infinite());
         assert_eq!(f16_to_f32(u16::from_le_bytes(f16_bytes(0.25))), 0.25);
+        for h in 0..=u16::MAX {
+            if h & 0x7c00 != 0x7c00 {
+                assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#x}");
+            }
+        }
+        // One f16 step above 1.0 is 4/4096.
+        assert_eq!(
+            f32_to_f16(1.0 + 2.0 / 4096.0),
+            0x3c00,
+            "a tie goes to the even neighbour"
+        );
+        assert_eq!(
+            f32_to_f16(1.0 + 6.0 / 4096.0),
+            0x3c02,
+            "a tie goes to the even neighbour"
+        );
+        assert_eq!(f32_to_f16(1.0 + 3.0 / 4096.0), 0x3c01);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
     }
 
     #[test]
@@ -638,7 +469,9 @@ mod tests {
 
         let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
         let mut out = vec![0f32; rows];
-        w.matvec(&QVec::quantize(&x), &mut out);
+        let mut a = QActs::default();
+        a.quantize(&x, cols);
+        w.matmul(&a, &mut out);
         for r in 0..rows {
             let exact: f32 = expect[r * cols..(r + 1) * cols]
                 .iter()
@@ -650,28 +483,39 @@ mod tests {
     }
 
     #[test]
-    fn batched_and_single_products_agree_for_8_bit_weights() {
+    fn eight_bit_products_match_f32() {
         let mut seed = 11u64;
         let (rows, cols) = (70, 96);
         let f: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
         let w = QMatrix::from_f32(&f, rows, cols);
-        let xs: Vec<QVec> = (0..5)
-            .map(|_| QVec::quantize(&(0..cols).map(|_| lcg(&mut seed)).collect::<Vec<_>>()))
-            .collect();
-        let mut batch = vec![0f32; 5 * rows];
-        w.matmul(&xs, &mut batch);
-        for (t, x) in xs.iter().enumerate() {
-            let mut one = vec![0f32; rows];
-            w.matvec(x, &mut one);
-            assert_eq!(one, batch[t * rows..(t + 1) * rows]);
-        }
-        // Against the f32 product: 8-bit weights and activations keep ~2 significant digits.
+        // 8-bit weights and activations keep ~2 significant digits.
         let xf: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+        let mut a = QActs::default();
+        a.quantize(&xf, cols);
         let mut out = vec![0f32; rows];
-        w.matvec(&QVec::quantize(&xf), &mut out);
+        w.matmul(&a, &mut out);
         for r in 0..rows {
             let exact: f32 = f[r * cols..(r + 1) * cols].iter().zip(&xf).map(|(a, b)| a * b).sum();
             assert!((out[r] - exact).abs() < 0.1, "row {r}: {} vs {exact}", out[r]);
+        }
+    }
+
+    #[test]
+    fn fused_matrices_stack_rows() {
+        let mut seed = 3u64;
+        let a = QMatrix::from_f32(&(0..8 * 64).map(|_| lcg(&mut seed)).collect::<Vec<_>>(), 8, 64);
+        let b = QMatrix::from_f32(&(0..6 * 64).map(|_| lcg(&mut seed)).collect::<Vec<_>>(), 6, 64);
+        let ab = QMatrix::concat(&[&a, &b]);
+        assert_eq!(ab.rows, 14);
+        let (mut x, mut y) = (vec![0f32; 64], vec![0f32; 64]);
+        for r in 0..14 {
+            ab.row_f32(r, &mut x);
+            if r < 8 {
+                a.row_f32(r, &mut y);
+            } else {
+                b.row_f32(r - 8, &mut y);
+            }
+            assert_eq!(x, y, "row {r}");
         }
     }
 }
