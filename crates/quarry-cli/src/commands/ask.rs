@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use quarry_core::{Embedder, Generator, GeneratorConfig, GeneratorKind};
-use quarry_generate::{ExtractiveGenerator, LlmGenerator};
-use quarry_models::{LocalModel, LocalOptions, OpenAiModel};
 use quarry_retrieve::SearchRequest;
 
 use crate::args::AskArgs;
@@ -44,27 +42,8 @@ pub fn build_generator(
     cfg: GeneratorConfig,
     embedder: Arc<dyn Embedder>,
 ) -> Result<Box<dyn Generator>> {
-    Ok(match cfg.kind {
-        GeneratorKind::Extractive => Box::new(ExtractiveGenerator::new(embedder)),
-        GeneratorKind::Local => {
-            let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
-            let path = quarry_models::resolve_gguf(&cfg.model, cache)?;
-            let opts = LocalOptions {
-                threads: cfg.threads,
-                context_window: cfg.context_window,
-            };
-            let model = LocalModel::load(&path, &opts)?;
-            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
-        }
-        GeneratorKind::Openai => {
-            let mut openai = cfg.openai.clone();
-            if let Some(w) = cfg.context_window {
-                openai.context_window = w;
-            }
-            let model = OpenAiModel::from_config(&openai)?;
-            Box::new(LlmGenerator::new(Arc::new(model), Some(embedder), cfg))
-        }
-    })
+    let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
+    Ok(quarry_generate::from_config(&cfg, cache, embedder)?)
 }
 
 pub fn run(settings: &Settings, args: &AskArgs) -> Result<ExitCode> {
