@@ -304,3 +304,70 @@ async fn requests_carry_ids_and_are_counted_in_metrics() {
         .text
         .contains("quarry_stage_duration_seconds_count{stage=\"total\"} 1"));
 }
+
+#[tokio::test]
+async fn shutdown_finishes_the_running_job_cancels_queued_ones_and_leaves_nothing_half_written() {
+    let f = fixture();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let text = format!(
+            "# Note {i}\n\n{}",
+            "Kilns are fired slowly and cooled slowly. ".repeat(200)
+        );
+        let r = send(
+            &f.app,
+            Method::POST,
+            &format!("/api/ingest/file?name=note{i}.md"),
+            Some(&f.acme),
+            Body::from(text),
+            "text/markdown",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let st = f.state.clone();
+    tokio::task::spawn_blocking(move || st.shutdown()).await.unwrap();
+    // After shutdown nothing is queued or running, and new work is refused with 503.
+    let mut done = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let j = get(&f.app, &format!("/api/jobs/{id}"), Some(&f.acme)).await.json();
+        match j["state"].as_str().unwrap() {
+            "done" => done.push(format!("upload://acme/note{i}.md")),
+            "cancelled" => {}
+            other => panic!("job {i} is {other} after shutdown: {j}"),
+        }
+    }
+    let r = send(
+        &f.app,
+        Method::POST,
+        "/api/ingest/file?name=late.md",
+        Some(&f.acme),
+        Body::from("late"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    // Exactly the finished jobs' documents are in the index, each whole (every chunk present).
+    let list = get(&f.app, "/api/documents?limit=100", Some(&f.acme)).await.json();
+    let mut listed: Vec<String> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    done.sort();
+    assert_eq!(listed, done);
+    for id in &done {
+        let d = get(&f.app, &format!("/api/documents/{id}"), Some(&f.acme)).await.json();
+        let chunks = d["chunk_ids"].as_array().unwrap();
+        assert!(!chunks.is_empty());
+        let text = d["text"].as_str().unwrap();
+        assert_eq!(text.matches("cooled slowly.").count(), 200, "{id} stored whole");
+    }
+    // Uploads of finished and cancelled jobs alike are cleaned up.
+    let uploads = f.dir.path().join("uploads");
+    let left = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "upload folders left behind");
+}
