@@ -66,6 +66,64 @@ pub enum Command {
     /// Evaluate retrieval on a dataset.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Serve the HTTP API (search, ask, documents, ingest, OpenAI-compatible /v1) over the data directory.
+    Serve(ServeArgs),
+    /// Create, list and revoke the API keys `serve` accepts.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Accept every request as an unrestricted admin, without API keys (a loopback demo only).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Largest request body, uploads included (MiB).
+    #[arg(long, default_value_t = 32)]
+    pub max_body_mb: usize,
+    /// Searches, answers and embeddings running or waiting at once; more get 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_inflight: usize,
+    /// Ingest jobs waiting behind the running one; more get 503.
+    #[arg(long, default_value_t = 16)]
+    pub ingest_queue: usize,
+    /// Longest a search, answer or embedding may take (seconds); then 504.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+    /// Requests per minute per API key (0: unlimited); more get 429.
+    #[arg(long, default_value_t = 0)]
+    pub rate_per_minute: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its salted hash is stored.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, ingest, admin.
+        #[arg(long, value_delimiter = ',', default_value = "read")]
+        scopes: Vec<String>,
+        /// The tenant whose documents the key reads and writes (required unless the key is admin).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Comma-separated groups: the key also reads the tenant's documents restricted to these.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id; a running server refuses it from its next request on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -15,9 +15,11 @@
 //! ```
 
 pub mod extractive;
+pub mod factory;
 pub mod llm;
 pub mod verify;
 
 pub use extractive::ExtractiveGenerator;
+pub use factory::{from_config, language_model};
 pub use llm::LlmGenerator;
 pub use verify::Verifier;

@@ -78,6 +78,8 @@ pub struct Ingestor<'a> {
     loaders: Loaders,
     rows: crate::record::RowTemplate,
     dedup: bool,
+    /// Metadata set on every document, over whatever its source says (access labels).
+    labels: quarry_core::Metadata,
     /// Fingerprints of indexed documents, loaded on first use.
     near: std::sync::Mutex<Option<NearDuplicates>>,
 }
@@ -100,6 +102,7 @@ impl<'a> Ingestor<'a> {
             loaders: Loaders::default(),
             rows: Default::default(),
             dedup: true,
+            labels: quarry_core::Metadata::new(),
             near: std::sync::Mutex::new(None),
         }
     }
@@ -120,6 +123,18 @@ impl<'a> Ingestor<'a> {
         h.update(self.settings_hash.as_bytes());
         h.update(format!("{:?}|{:?}", opts.rows.text, opts.rows.title).as_bytes());
         self.settings_hash = hex(&h.finalize());
+        self
+    }
+
+    /// Sets these metadata entries on every document ingested, replacing any entry of the same key that the
+    /// source itself carries, so a file cannot claim labels (an access tenant) it was not given. Part of the
+    /// settings hash: the same file ingested under other labels is written again.
+    pub fn with_labels(mut self, labels: quarry_core::Metadata) -> Self {
+        let mut h = Sha256::new();
+        h.update(self.settings_hash.as_bytes());
+        h.update(serde_json::to_vec(&labels).unwrap_or_default());
+        self.settings_hash = hex(&h.finalize());
+        self.labels = labels;
         self
     }
 
@@ -171,6 +186,19 @@ impl<'a> Ingestor<'a> {
                 self.ingest_file(f, src, &mut summary, observer);
             }
         }
+        if let Err(e) = self.index.flush() {
+            summary.errors.push(format!("flushing indexes: {e}"));
+        }
+        summary
+    }
+
+    /// Ingests one file under a source name of the caller's choosing (a server names uploads by tenant and
+    /// file name, not by where it keeps them): skipped when unchanged, else its documents are replaced.
+    pub fn ingest_file_as(&self, path: &Path, source: &str, observer: &dyn Observer) -> Summary {
+        let mut summary = Summary::default();
+        observer.files_planned(1);
+        observer.file_started(path);
+        self.ingest_file(path, source, &mut summary, observer);
         if let Err(e) = self.index.flush() {
             summary.errors.push(format!("flushing indexes: {e}"));
         }
@@ -353,7 +381,9 @@ impl<'a> Ingestor<'a> {
         let mut has_duplicates = false;
         // Ids this file now validly holds and that are stored (unchanged, or written below).
         let mut kept: BTreeSet<String> = BTreeSet::new();
-        for doc in loaded.documents {
+        for mut doc in loaded.documents {
+            doc.metadata
+                .extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             let hash = self.content_hash(&doc);
             match self.index.document_version(&doc.id) {
                 Ok(Some(v)) if v.source != source => summary.errors.push(

@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use quarry_core::{Embedder, Generator, GeneratorConfig, GeneratorKind, LanguageModel};
-use quarry_generate::{ExtractiveGenerator, LlmGenerator};
-use quarry_models::{LocalModel, LocalOptions, OpenAiModel};
 use quarry_retrieve::SearchRequest;
 
 use crate::args::AskArgs;
@@ -55,28 +53,10 @@ pub fn override_generator(
     cfg
 }
 
-/// The chat model a generator configuration names: a local GGUF (resolved from the cache) or an
-/// OpenAI-compatible server. None for the extractive generator, which has no model.
+/// The chat model a generator configuration names (None for the extractive generator).
 pub fn language_model(settings: &Settings, cfg: &GeneratorConfig) -> Result<Option<Arc<dyn LanguageModel>>> {
-    Ok(match cfg.kind {
-        GeneratorKind::Extractive => None,
-        GeneratorKind::Local => {
-            let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
-            let path = quarry_models::resolve_gguf(&cfg.model, cache)?;
-            let opts = LocalOptions {
-                threads: cfg.threads,
-                context_window: cfg.context_window,
-            };
-            Some(Arc::new(LocalModel::load(&path, &opts)?))
-        }
-        GeneratorKind::Openai => {
-            let mut openai = cfg.openai.clone();
-            if let Some(w) = cfg.context_window {
-                openai.context_window = w;
-            }
-            Some(Arc::new(OpenAiModel::from_config(&openai)?))
-        }
-    })
+    let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
+    Ok(quarry_generate::language_model(cfg, cache)?)
 }
 
 pub fn build_generator(
@@ -84,10 +64,8 @@ pub fn build_generator(
     cfg: GeneratorConfig,
     embedder: Arc<dyn Embedder>,
 ) -> Result<Box<dyn Generator>> {
-    Ok(match language_model(settings, &cfg)? {
-        None => Box::new(ExtractiveGenerator::new(embedder)),
-        Some(model) => Box::new(LlmGenerator::new(model, Some(embedder), cfg)),
-    })
+    let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
+    Ok(quarry_generate::from_config(&cfg, cache, embedder)?)
 }
 
 pub fn run(settings: &Settings, args: &AskArgs) -> Result<ExitCode> {

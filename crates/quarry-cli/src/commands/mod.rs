@@ -9,6 +9,7 @@ mod ask;
 mod eval;
 mod ingest;
 mod search;
+mod serve;
 mod status;
 mod sweep;
 mod watch;
@@ -29,5 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => status::run(&settings, json),
         Command::Rebuild => status::rebuild(&settings),
         Command::Eval(cmd) => eval::run(&settings, cmd),
+        Command::Serve(args) => serve::run(&settings, &args),
+        Command::Keys(cmd) => serve::keys(&settings, cmd),
     }
 }

@@ -1,0 +1,7 @@
+#![allow(clippy::unwrap_used)]
+//! The server's integration tests: one binary, modules by concern.
+
+mod access;
+mod api;
+mod common;
+mod openai;
