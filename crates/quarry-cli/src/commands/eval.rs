@@ -84,13 +84,7 @@ pub fn run(settings: &Settings, cmd: EvalCommand) -> Result<ExitCode> {
                 None => None,
             };
             let embedder = settings.embedder()?;
-            let index: Arc<dyn Index> = match corpus.as_deref() {
-                Some(c) => {
-                    let name = corpus_name(c);
-                    cached_corpus_index(settings, c, &name, embedder.as_ref())?.0
-                }
-                None => settings.open_index(Some(embedder.as_ref()))?,
-            };
+            let index = eval_index(settings, corpus.as_deref(), embedder.as_ref())?;
             let opts = SynthOptions {
                 questions,
                 seed,
@@ -461,13 +455,7 @@ fn answers(
         eprintln!("warning: {}:{line}: left out: {why}", evalset.display());
     }
     let embedder = settings.embedder()?;
-    let index: Arc<dyn Index> = match corpus {
-        Some(c) => {
-            let name = corpus_name(c);
-            cached_corpus_index(settings, c, &name, embedder.as_ref())?.0
-        }
-        None => settings.open_index(Some(embedder.as_ref()))?,
-    };
+    let index = eval_index(settings, corpus, embedder.as_ref())?;
     let retriever = Retriever::new(
         index,
         embedder.clone() as Arc<dyn Embedder>,
@@ -765,6 +753,14 @@ fn corpus_name(path: &Path) -> String {
         }
     }
     stem
+}
+
+/// The index an evaluation reads: a corpus file's cached index, or the configured store.
+fn eval_index(settings: &Settings, corpus: Option<&Path>, embedder: &dyn Embedder) -> Result<Arc<dyn Index>> {
+    match corpus {
+        Some(c) => Ok(cached_corpus_index(settings, c, &corpus_name(c), embedder)?.0),
+        None => settings.open_index(Some(embedder)),
+    }
 }
 
 /// The index of one corpus file under DATA_DIR/eval-cache, built on first use.
