@@ -109,15 +109,18 @@ impl JudgeCache {
         }
         let mut map = HashMap::new();
         let mut damaged = 0;
-        if path.exists() {
-            for line in std::fs::read_to_string(path).map_err(unreadable)?.lines() {
-                match serde_json::from_str::<CacheLine>(line) {
-                    Ok(c) => {
-                        map.insert(c.key, c.output);
-                    }
-                    Err(_) if line.trim().is_empty() => {}
-                    Err(_) => damaged += 1,
+        let text = if path.exists() {
+            std::fs::read_to_string(path).map_err(unreadable)?
+        } else {
+            String::new()
+        };
+        for line in text.lines() {
+            match serde_json::from_str::<CacheLine>(line) {
+                Ok(c) => {
+                    map.insert(c.key, c.output);
                 }
+                Err(_) if line.trim().is_empty() => {}
+                Err(_) => damaged += 1,
             }
         }
         let mut file = std::fs::OpenOptions::new()
@@ -126,8 +129,7 @@ impl JudgeCache {
             .open(path)
             .map_err(unreadable)?;
         // A line cut short by a crash must not swallow the next entry.
-        let len = file.metadata().map_err(unreadable)?.len();
-        if len > 0 && !std::fs::read(path).map_err(unreadable)?.ends_with(b"\n") {
+        if !text.is_empty() && !text.ends_with('\n') {
             file.write_all(b"\n").map_err(unreadable)?;
         }
         Ok(JudgeCache {
