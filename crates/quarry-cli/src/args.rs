@@ -23,6 +23,17 @@ pub struct Cli {
     /// pgvector (`?schema=NAME` picks the schema, default quarry), else the data directory (env QUARRY_STORE).
     #[arg(long, global = true, env = "QUARRY_STORE")]
     pub store: Option<String>,
+    /// Embedding model, overriding `model.embedder` in the config: a model directory (e.g. one written by
+    /// `quarry tune embedder`), a cached model name, or a Hugging Face name (env QUARRY_EMBEDDER).
+    #[arg(long, global = true, env = "QUARRY_EMBEDDER")]
+    pub embedder: Option<String>,
+    /// Cross-encoder reranker for search, ask and eval, overriding `model.reranker` in the config: a directory
+    /// written by `quarry tune reranker`, or "none" (env QUARRY_RERANKER).
+    #[arg(long, global = true, env = "QUARRY_RERANKER")]
+    pub reranker: Option<String>,
+    /// First-stage candidates the reranker rescores (overrides `model.rerank_top_n`).
+    #[arg(long, global = true)]
+    pub rerank_top_n: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +82,143 @@ pub enum Command {
     /// Create, list and revoke the API keys `serve` accepts.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Fine-tune models on labelled (or synthetic) data.
+    #[command(subcommand)]
+    Tune(TuneCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TuneCommand {
+    /// Contrastive training of the embedding model from (query, relevant document) pairs, with in-batch
+    /// and mined hard negatives; writes a model directory that `--embedder DIR` uses.
+    Embedder(TuneEmbedderArgs),
+    /// Train a cross-encoder reranker (initialised from a BERT model such as the embedder) on the same
+    /// kinds of data, with mined hard negatives; use it with `--reranker DIR`.
+    Reranker(TuneRerankerArgs),
+}
+
+/// Hard-negative mining from the corpus index.
+#[derive(Debug, Args)]
+pub struct MiningFlags {
+    /// How to mine hard negatives: bm25, dense (the base model) or none.
+    #[arg(long, default_value = "bm25")]
+    pub mine: String,
+    /// Mine from this many results per query...
+    #[arg(long, default_value_t = 30)]
+    pub mine_depth: usize,
+    /// ...passing over the first ones (often unlabelled positives).
+    #[arg(long, default_value_t = 3)]
+    pub mine_skip: usize,
+    /// Mined distractors per validation query (they make the validation pool harder).
+    #[arg(long, default_value_t = 10)]
+    pub val_negatives: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneRerankerArgs {
+    #[command(flatten)]
+    pub data: TrainingData,
+    #[command(flatten)]
+    pub train: TrainingFlags,
+    #[command(flatten)]
+    pub mining: MiningFlags,
+    /// The BERT model to start from (default: the configured embedder).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Where the reranker directory goes.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Hard negatives scored against each positive.
+    #[arg(long, default_value_t = 3)]
+    pub negatives: usize,
+    /// Longest (query, passage) input in tokens.
+    #[arg(long, default_value_t = 192)]
+    pub max_len: usize,
+}
+
+/// Where training examples come from: one of a BEIR split, an eval set with its corpus, or a pairs file.
+#[derive(Debug, Args)]
+pub struct TrainingData {
+    /// A BEIR-layout folder: its `--split` qrels are the labels.
+    #[arg(long, conflicts_with_all = ["evalset", "pairs"])]
+    pub dataset: Option<PathBuf>,
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// An eval set JSONL (questions with gold_doc_ids, e.g. from `quarry eval synth`); needs --corpus.
+    #[arg(long, requires = "corpus", conflicts_with = "pairs")]
+    pub evalset: Option<PathBuf>,
+    /// The corpus.jsonl the eval set's documents are in.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// A JSONL of {"query", "positive", "negatives"?} with inline texts.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Merge examples whose queries are the same text instead of refusing them.
+    #[arg(long)]
+    pub dedup: bool,
+    /// Refuse to train on fewer examples than this.
+    #[arg(long, default_value_t = 20)]
+    pub min_examples: usize,
+    /// Share of the examples held out for validation and early stopping.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainingFlags {
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Share of the steps spent warming up.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Validate every N steps (0: after each epoch).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Stop after this many validations without improvement.
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 25)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneEmbedderArgs {
+    #[command(flatten)]
+    pub data: TrainingData,
+    #[command(flatten)]
+    pub train: TrainingFlags,
+    /// The model to start from (default: the configured embedder).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Where the tuned model directory goes.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub mining: MiningFlags,
+    /// Hard negatives per training pair (mined from the corpus index; 0: in-batch negatives only).
+    #[arg(long, default_value_t = 1)]
+    pub hard_negatives: usize,
+    #[arg(long, default_value_t = 48)]
+    pub max_query_len: usize,
+    #[arg(long, default_value_t = 256)]
+    pub max_passage_len: usize,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use quarry_core::{Config, Embedder, Filter, Index};
 use quarry_index::StoreLocation;
-use quarry_models::SentenceEmbedder;
+use quarry_models::{resolve_model_dir, CrossEncoder, SentenceEmbedder};
+use quarry_retrieve::Retriever;
 
 use crate::args::{Cli, QueryOpts};
 
@@ -32,6 +33,16 @@ impl Settings {
             }
             None => Config::default(),
         };
+        let mut config = config;
+        if let Some(e) = &cli.embedder {
+            config.model.embedder = e.clone();
+        }
+        if let Some(r) = &cli.reranker {
+            config.model.reranker = Some(r.clone()).filter(|r| r != "none" && !r.is_empty());
+        }
+        if let Some(n) = cli.rerank_top_n {
+            config.model.rerank_top_n = n;
+        }
         config.validate()?;
         let store = StoreLocation::resolve(cli.store.as_deref().or(config.store.as_deref()), &cli.data_dir);
         Ok(Settings {
@@ -43,6 +54,27 @@ impl Settings {
 
     pub fn embedder(&self) -> Result<Arc<SentenceEmbedder>> {
         Ok(Arc::new(SentenceEmbedder::from_config(&self.config.model)?))
+    }
+
+    /// The configured cross-encoder reranker, if any.
+    pub fn reranker(&self) -> Result<Option<Arc<CrossEncoder>>> {
+        let Some(name) = &self.config.model.reranker else {
+            return Ok(None);
+        };
+        let cache = self.config.model.cache_dir.as_deref().map(std::path::Path::new);
+        let dir = resolve_model_dir(name, cache)?;
+        let model = CrossEncoder::load(&dir, self.config.model.max_seq_len, self.config.model.batch_size)
+            .with_context(|| format!("loading the reranker {name}"))?;
+        Ok(Some(Arc::new(model)))
+    }
+
+    /// A retriever over `index`, with the configured reranking stage.
+    pub fn retriever(&self, index: Arc<dyn Index>, embedder: Arc<dyn Embedder>) -> Result<Retriever> {
+        let retriever = Retriever::new(index, embedder, self.config.retrieval.clone());
+        Ok(match self.reranker()? {
+            Some(r) => retriever.with_reranker(r, self.config.model.rerank_top_n),
+            None => retriever,
+        })
     }
 
     /// Opens the configured index (embedded or PostgreSQL).

@@ -30,6 +30,10 @@ pub struct ModelConfig {
     pub batch_size: usize,
     /// Inputs are truncated to this many tokens (sentence-transformers' `max_seq_length`).
     pub max_seq_len: usize,
+    /// A cross-encoder reranker (a directory written by `quarry tune reranker`); none by default.
+    pub reranker: Option<String>,
+    /// First-stage candidates the reranker rescores.
+    pub rerank_top_n: usize,
 }
 
 impl Default for ModelConfig {
@@ -39,6 +43,8 @@ impl Default for ModelConfig {
             cache_dir: None,
             batch_size: 32,
             max_seq_len: 256,
+            reranker: None,
+            rerank_top_n: 50,
         }
     }
 }

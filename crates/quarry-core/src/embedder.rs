@@ -29,3 +29,12 @@ pub trait Embedder: TokenCounter {
         })
     }
 }
+
+/// Rescores (query, passage) pairs jointly, e.g. a cross-encoder: slower than comparing vectors, so it runs
+/// on the first stage's top candidates only.
+pub trait Reranker: Send + Sync {
+    /// Identifies the model and its weights.
+    fn model_id(&self) -> &str;
+    /// One relevance score per passage (higher is more relevant), in the passages' order.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>>;
+}

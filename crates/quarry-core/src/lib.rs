@@ -30,7 +30,7 @@ pub use config::{
     PromptConfig, RetrievalConfig,
 };
 pub use document::{Chunk, Document, MetaValue, Metadata};
-pub use embedder::{Embedder, TokenCounter};
+pub use embedder::{Embedder, Reranker, TokenCounter};
 pub use error::{Error, Result};
 pub use filter::Filter;
 pub use generator::{Answer, Citation, CitationIssue, Expanded, Generator, Passage, SentenceCheck, Timings};

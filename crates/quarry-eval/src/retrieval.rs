@@ -18,6 +18,9 @@ pub struct Timings {
     pub query_p50_ms: f64,
     pub query_p95_ms: f64,
     pub query_mean_ms: f64,
+    /// The reranking stage's share of the latency (0 without a reranker).
+    pub rerank_p50_ms: f64,
+    pub rerank_p95_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,9 +45,10 @@ pub fn evaluate_retrieval(
 ) -> Result<RetrievalReport> {
     let mut run = Run::new();
     let mut latencies = Vec::with_capacity(ds.queries.len());
+    let mut rerank = Vec::with_capacity(ds.queries.len());
     for (qid, text) in &ds.queries {
         let start = Instant::now();
-        let hits = retriever.search(&SearchRequest {
+        let (hits, t) = retriever.search_timed(&SearchRequest {
             query: text,
             mode,
             top_k: depth + 1,
@@ -52,6 +56,7 @@ pub fn evaluate_retrieval(
             per_document: true,
         })?;
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
+        rerank.push(t.rerank_ms);
         let docs: Vec<(String, f64)> = hits
             .into_iter()
             .filter(|h| &h.doc_id != qid)
@@ -72,6 +77,8 @@ pub fn evaluate_retrieval(
             query_p50_ms: percentile(&latencies, 0.50),
             query_p95_ms: percentile(&latencies, 0.95),
             query_mean_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+            rerank_p50_ms: percentile(&rerank, 0.50),
+            rerank_p95_ms: percentile(&rerank, 0.95),
         },
         run,
     })

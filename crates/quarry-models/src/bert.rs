@@ -62,7 +62,8 @@ struct Layer {
 pub struct Bert {
     word: Vec<f32>,
     position: Vec<f32>,
-    token_type0: Vec<f32>,
+    /// Segment embeddings, [type_vocab, H]: segment 0 for single texts, 1 for the second text of a pair.
+    token_type: Vec<f32>,
     emb_norm: Norm,
     layers: Vec<Layer>,
     hidden: usize,
@@ -74,14 +75,23 @@ pub struct Bert {
 }
 
 /// Reads named f32 tensors from a safetensors buffer, checking shapes.
-struct Weights<'a> {
+pub(crate) struct Weights<'a> {
     st: SafeTensors<'a>,
     prefix: &'static str,
     path: &'a Path,
 }
 
-impl Weights<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+impl<'a> Weights<'a> {
+    /// Tensors outside the encoder (heads), by their full names.
+    pub(crate) fn unprefixed(weights: &'a [u8], path: &'a Path) -> Result<Self> {
+        let st = SafeTensors::deserialize(weights).map_err(|e| Error::Invalid {
+            path: path.to_path_buf(),
+            message: format!("not a safetensors file: {e}"),
+        })?;
+        Ok(Weights { st, prefix: "", path })
+    }
+
+    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{name}", self.prefix);
         let bad = |message: String| Error::Invalid {
             path: self.path.to_path_buf(),
@@ -193,7 +203,7 @@ impl Bert {
                 "embeddings.position_embeddings.weight",
                 &[cfg.max_position_embeddings, h],
             )?,
-            token_type0: token_type[..h].to_vec(),
+            token_type,
             emb_norm: w.norm("embeddings.LayerNorm", h)?,
             layers,
             hidden: h,
@@ -215,17 +225,56 @@ impl Bert {
     /// a search query, that would otherwise leave cores idle).
     pub fn embed_batch(&self, seqs: &[&[u32]], threads: usize) -> Vec<Vec<f32>> {
         let h = self.hidden;
+        let x = self.encode(seqs, None, threads);
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for s in seqs {
+            let len = s.len();
+            let mut v = vec![0f32; h];
+            for r in start..start + len {
+                for (a, b) in v.iter_mut().zip(&x[r * h..(r + 1) * h]) {
+                    *a += b;
+                }
+            }
+            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|a| *a /= norm);
+            out.push(v);
+            start += len;
+        }
+        out
+    }
+
+    /// The final hidden state of each sequence's first token (`[CLS]`), with segment ids per token (for
+    /// text pairs), as cross-encoders read it.
+    pub fn cls_batch(&self, seqs: &[&[u32]], types: &[&[u32]], threads: usize) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let x = self.encode(seqs, Some(types), threads);
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for s in seqs {
+            out.push(x[start * h..(start + 1) * h].to_vec());
+            start += s.len();
+        }
+        out
+    }
+
+    /// Hidden states of all tokens of a packed batch, [total tokens, H].
+    fn encode(&self, seqs: &[&[u32]], types: Option<&[&[u32]]>, threads: usize) -> Vec<f32> {
+        let h = self.hidden;
+        let type_rows = self.token_type.len() / h;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = vec![0f32; total * h];
         let mut row = 0;
-        for s in seqs {
+        for (n, s) in seqs.iter().enumerate() {
             for (pos, &id) in s.iter().enumerate() {
                 let id = (id as usize).min(self.vocab - 1);
+                let ty = types.and_then(|t| t[n].get(pos)).map_or(0, |&t| (t as usize).min(type_rows - 1));
                 let pos = pos.min(self.max_positions - 1);
                 let dst = &mut x[row * h..(row + 1) * h];
                 let (wv, pv) = (&self.word[id * h..(id + 1) * h], &self.position[pos * h..(pos + 1) * h]);
+                let tv = &self.token_type[ty * h..(ty + 1) * h];
                 for j in 0..h {
-                    dst[j] = wv[j] + pv[j] + self.token_type0[j];
+                    dst[j] = wv[j] + pv[j] + tv[j];
                 }
                 row += 1;
             }
@@ -285,21 +334,7 @@ impl Bert {
             std::mem::swap(&mut x, &mut tmp);
         }
 
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut start = 0;
-        for &len in &lens {
-            let mut v = vec![0f32; h];
-            for r in start..start + len {
-                for (a, b) in v.iter_mut().zip(&x[r * h..(r + 1) * h]) {
-                    *a += b;
-                }
-            }
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|a| *a /= norm);
-            out.push(v);
-            start += len;
-        }
-        out
+        x
     }
 
     /// Self-attention of each sequence over its own tokens, all heads; writes [total, H] into `ctx`.

@@ -15,6 +15,7 @@
 
 pub mod bert;
 pub mod cached;
+pub mod cross;
 pub mod error;
 pub mod hashing;
 pub mod kernels;
@@ -25,6 +26,7 @@ pub mod scripted;
 pub mod sentence;
 
 pub use cached::CachedEmbedder;
+pub use cross::CrossEncoder;
 pub use error::{Error, Result};
 pub use hashing::HashEmbedder;
 pub use llm::{LocalModel, LocalOptions};

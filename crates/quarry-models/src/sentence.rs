@@ -32,57 +32,14 @@ impl SentenceEmbedder {
 
     /// Loads a model directory with `config.json`, `model.safetensors` and `tokenizer.json`.
     pub fn load(dir: &Path, max_seq_len: usize, batch_size: usize) -> Result<Self> {
-        let file = |name: &'static str| {
-            let p = dir.join(name);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(Error::MissingFile {
-                    dir: dir.to_path_buf(),
-                    file: name,
-                })
-            }
-        };
-        let (config_path, weights_path, tokenizer_path) = (
-            file("config.json")?,
-            file("model.safetensors")?,
-            file("tokenizer.json")?,
-        );
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| Error::Unreadable {
-                path: p.to_path_buf(),
-                source: e,
-            })
-        };
-        let cfg: BertConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Invalid {
-            path: config_path.clone(),
-            message: format!("not a BERT config: {e}"),
-        })?;
-        if cfg.model_type.as_deref().is_some_and(|t| t != "bert") {
-            return Err(Error::Invalid {
-                path: config_path,
-                message: format!(
-                    "model_type `{}` is not supported (expected bert)",
-                    cfg.model_type.unwrap_or_default()
-                ),
-            });
-        }
-        let weights = read(&weights_path)?;
-        let digest = hex(&Sha256::digest(&weights)[..6]);
-        let bert = Bert::load(&weights, &weights_path, &cfg)?;
-        drop(weights);
-
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
-            path: tokenizer_path.clone(),
-            message: e.to_string(),
-        })?;
-        // The shipped tokenizer.json may pad/truncate to a fixed length; we pad per batch and
-        // truncate ourselves, like sentence-transformers.
-        tokenizer.with_padding(None);
-        tokenizer.with_truncation(None).map_err(|e| Error::Tokenizer {
-            path: tokenizer_path.clone(),
-            message: e.to_string(),
-        })?;
+        let ModelFiles {
+            cfg,
+            bert,
+            tokenizer,
+            tokenizer_path,
+            digest,
+            ..
+        } = ModelFiles::open(dir)?;
         let id = |t: &str| {
             tokenizer.token_to_id(t).ok_or_else(|| Error::Tokenizer {
                 path: tokenizer_path.clone(),
@@ -189,6 +146,81 @@ impl Embedder for SentenceEmbedder {
             }
         }
         Ok(out)
+    }
+}
+
+/// A BERT model directory read and checked: configuration, encoder weights, tokenizer (with padding and
+/// truncation off: callers pad per batch and truncate themselves, like sentence-transformers).
+pub(crate) struct ModelFiles {
+    pub cfg: BertConfig,
+    pub bert: Bert,
+    pub tokenizer: Tokenizer,
+    pub tokenizer_path: std::path::PathBuf,
+    /// First bytes of the weights' SHA-256, for model ids.
+    pub digest: String,
+    /// The raw weights file, for heads beyond the encoder.
+    pub weights: Vec<u8>,
+    pub weights_path: std::path::PathBuf,
+}
+
+impl ModelFiles {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let file = |name: &'static str| {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::MissingFile {
+                    dir: dir.to_path_buf(),
+                    file: name,
+                })
+            }
+        };
+        let (config_path, weights_path, tokenizer_path) = (
+            file("config.json")?,
+            file("model.safetensors")?,
+            file("tokenizer.json")?,
+        );
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| Error::Unreadable {
+                path: p.to_path_buf(),
+                source: e,
+            })
+        };
+        let cfg: BertConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Invalid {
+            path: config_path.clone(),
+            message: format!("not a BERT config: {e}"),
+        })?;
+        if cfg.model_type.as_deref().is_some_and(|t| t != "bert") {
+            return Err(Error::Invalid {
+                path: config_path,
+                message: format!(
+                    "model_type `{}` is not supported (expected bert)",
+                    cfg.model_type.unwrap_or_default()
+                ),
+            });
+        }
+        let weights = read(&weights_path)?;
+        let digest = hex(&Sha256::digest(&weights)[..6]);
+        let bert = Bert::load(&weights, &weights_path, &cfg)?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
+            path: tokenizer_path.clone(),
+            message: e.to_string(),
+        })?;
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(|e| Error::Tokenizer {
+            path: tokenizer_path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(ModelFiles {
+            cfg,
+            bert,
+            tokenizer,
+            tokenizer_path,
+            digest,
+            weights,
+            weights_path,
+        })
     }
 }
 

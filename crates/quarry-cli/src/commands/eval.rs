@@ -21,7 +21,6 @@ use quarry_eval::{
     BeirDataset, CompareOptions, Evaluation, Gate, Measure, ScoreTable,
 };
 use quarry_ingest::Ingestor;
-use quarry_retrieve::Retriever;
 use sha2::{Digest, Sha256};
 
 use crate::args::EvalCommand;
@@ -456,11 +455,7 @@ fn answers(
     }
     let embedder = settings.embedder()?;
     let index = eval_index(settings, corpus, embedder.as_ref())?;
-    let retriever = Retriever::new(
-        index,
-        embedder.clone() as Arc<dyn Embedder>,
-        settings.config.retrieval.clone(),
-    );
+    let retriever = settings.retriever(index, embedder.clone() as Arc<dyn Embedder>)?;
     let generator = build_generator(settings, gen_cfg, embedder.clone() as Arc<dyn Embedder>)?;
     let judge = match judge_cfg {
         Some(cfg) => {
@@ -694,7 +689,7 @@ fn retrieval(
     }
     let embedder = settings.embedder()?;
     let (index, index_seconds, cached) = cached_index(settings, &ds, embedder.as_ref())?;
-    let retriever = Retriever::new(index, embedder as Arc<dyn Embedder>, settings.config.retrieval.clone());
+    let retriever = settings.retriever(index, embedder as Arc<dyn Embedder>)?;
     let report = evaluate_retrieval(&ds, &retriever, mode, depth, index_seconds)?;
     let e = evaluate_measures(&report.run, &ds.qrels, &measures);
     println!(
@@ -709,6 +704,15 @@ fn retrieval(
         report.timings.query_p50_ms,
         report.timings.query_p95_ms
     );
+    if let Some(r) = retriever.reranker() {
+        println!(
+            "  reranker {} on the top {}: p50 {:.1} ms  p95 {:.1} ms per query",
+            r.model_id(),
+            settings.config.model.rerank_top_n,
+            report.timings.rerank_p50_ms,
+            report.timings.rerank_p95_ms
+        );
+    }
     if let Some(path) = json {
         let mut v = serde_json::to_value(&report)?;
         v["timings"]["index_cached"] = serde_json::Value::Bool(cached);
@@ -743,7 +747,7 @@ fn cached_index(settings: &Settings, ds: &BeirDataset, embedder: &dyn Embedder) 
 
 /// A corpus file's name in the eval cache: its folder's name for a BEIR-style `corpus.jsonl` (so `eval
 /// retrieval --dataset D` and `eval answers --corpus D/corpus.jsonl` share one index), else its file stem.
-fn corpus_name(path: &Path) -> String {
+pub(crate) fn corpus_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map_or("corpus".into(), |n| n.to_string_lossy().into_owned());

@@ -12,6 +12,7 @@ mod search;
 mod serve;
 mod status;
 mod sweep;
+mod tune;
 mod watch;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(cmd) => eval::run(&settings, cmd),
         Command::Serve(args) => serve::run(&settings, &args),
         Command::Keys(cmd) => serve::keys(&settings, cmd),
+        Command::Tune(cmd) => tune::run(&settings, cmd),
     }
 }

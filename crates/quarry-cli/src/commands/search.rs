@@ -14,7 +14,7 @@ pub fn retriever(settings: &Settings) -> Result<(Retriever, Arc<dyn Embedder>)> 
     let embedder: Arc<dyn Embedder> = settings.embedder()?;
     let index = settings.open_index(Some(embedder.as_ref()))?;
     Ok((
-        Retriever::new(index, embedder.clone(), settings.config.retrieval.clone()),
+        settings.retriever(index, embedder.clone())?,
         embedder,
     ))
 }

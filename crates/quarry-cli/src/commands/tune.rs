@@ -1,0 +1,275 @@
+//! `quarry tune`: fine-tuning commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use quarry_core::{Embedder, SearchMode};
+use quarry_models::resolve_model_dir;
+use quarry_retrieve::{Retriever, SearchRequest};
+use quarry_tune::contrastive::Contrastive;
+use quarry_tune::progress::{EvalReport, Progress, StepReport};
+use quarry_tune::rerank::CrossObjective;
+use quarry_tune::{Encoder, TrainOptions, TrainSummary, TrainingSet};
+
+use crate::args::{MiningFlags, TrainingData, TrainingFlags, TuneCommand, TuneEmbedderArgs, TuneRerankerArgs};
+use crate::commands::eval::{cached_corpus_index, corpus_name};
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, cmd: TuneCommand) -> Result<ExitCode> {
+    match cmd {
+        TuneCommand::Embedder(args) => embedder(settings, &args),
+        TuneCommand::Reranker(args) => reranker(settings, &args),
+    }
+}
+
+/// Progress on stderr: a line every few steps and at every validation.
+struct Printer {
+    every: usize,
+}
+
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+impl Progress for Printer {
+    fn step(&self, r: &StepReport) {
+        if r.step == 1 || r.step % self.every == 0 || r.step == r.total_steps {
+            eprintln!(
+                "step {}/{} (epoch {})  loss {:.4}  lr {:.2e}  grad {:.2}  {:.1} examples/s  ETA {}",
+                r.step,
+                r.total_steps,
+                r.epoch,
+                r.loss,
+                r.learning_rate,
+                r.grad_norm,
+                r.examples_per_sec,
+                duration(r.eta_secs)
+            );
+        }
+    }
+
+    fn eval(&self, r: &EvalReport) {
+        eprintln!(
+            "validation at step {}: {:.4}{}",
+            r.step,
+            r.metric,
+            if r.improved {
+                " (best so far, saved)".to_string()
+            } else {
+                format!(" (best {:.4})", r.best)
+            }
+        );
+    }
+
+    fn message(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+fn training_options(f: &TrainingFlags) -> TrainOptions {
+    TrainOptions {
+        epochs: f.epochs,
+        batch_size: f.batch_size,
+        accumulate: f.accumulate,
+        learning_rate: f.lr,
+        warmup: f.warmup,
+        weight_decay: f.weight_decay,
+        eval_every: f.eval_every,
+        patience: f.patience,
+        checkpoint_every: f.checkpoint_every,
+        seed: f.seed,
+        max_steps: f.max_steps,
+        ..TrainOptions::default()
+    }
+}
+
+/// Loads the examples and the corpus file to mine from (none for inline pairs).
+/// For a BEIR folder, the queries of its other splits are dropped from the training split (SciFact repeats
+/// some test claims in train), so that nothing evaluated later was trained on.
+fn load_data(d: &TrainingData) -> Result<(TrainingSet, Option<std::path::PathBuf>)> {
+    let (mut set, corpus) = if let Some(ds) = &d.dataset {
+        let mut set = TrainingSet::from_beir(ds, &d.split)?;
+        let mut held_out = std::collections::HashSet::new();
+        let mut splits = Vec::new();
+        for entry in std::fs::read_dir(ds.join("qrels"))?.flatten() {
+            let path = entry.path();
+            let Some(split) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if split == d.split || path.extension().is_none_or(|e| e != "tsv") {
+                continue;
+            }
+            let other = quarry_eval::BeirDataset::load(ds, &split)?;
+            held_out.extend(other.queries.iter().map(|(_, t)| t.trim().to_lowercase()));
+            splits.push(split);
+        }
+        let dropped = set.exclude_queries(&held_out);
+        if dropped > 0 {
+            eprintln!(
+                "left out {dropped} training queries whose text is also a query of {}",
+                splits.join(", ")
+            );
+        }
+        (set, Some(ds.join("corpus.jsonl")))
+    } else if let Some(set) = &d.evalset {
+        let corpus = d.corpus.as_ref().context("--evalset needs --corpus")?;
+        (TrainingSet::from_evalset(set, corpus)?, Some(corpus.clone()))
+    } else if let Some(p) = &d.pairs {
+        (TrainingSet::from_pairs(p)?, None)
+    } else {
+        bail!("no training data: give --dataset DIR, --evalset FILE --corpus FILE, or --pairs FILE")
+    };
+    if d.dedup {
+        let merged = set.dedup();
+        if merged > 0 {
+            eprintln!("merged {merged} examples that repeat another's query");
+        }
+    }
+    Ok((set, corpus))
+}
+
+/// Loads, checks and splits the training data, and mines hard negatives for both sides from the corpus index.
+fn prepare(
+    settings: &Settings,
+    data: &TrainingData,
+    mining: &MiningFlags,
+    base_dir: &Path,
+    train_negatives: usize,
+    seed: u64,
+) -> Result<(TrainingSet, TrainingSet)> {
+    let (data_set, corpus_file) = load_data(data)?;
+    data_set.validate(data.min_examples)?;
+    eprintln!(
+        "{}: {} examples, {} pairs; base model {}",
+        data_set.source,
+        data_set.examples.len(),
+        data_set.pair_count(),
+        base_dir.display()
+    );
+    let (mut train_set, mut val_set) = data_set.split(data.val_fraction, seed);
+    let mine = mining.mine.as_str();
+    if (train_negatives > 0 || mining.val_negatives > 0) && mine != "none" {
+        let mode = match mine {
+            "bm25" => SearchMode::Bm25,
+            "dense" => SearchMode::Dense,
+            other => bail!("--mine {other}: expected bm25, dense or none"),
+        };
+        let started = Instant::now();
+        let embedder: Arc<dyn Embedder> = Arc::new(quarry_models::SentenceEmbedder::load(
+            base_dir,
+            settings.config.model.max_seq_len,
+            settings.config.model.batch_size,
+        )?);
+        let index = match &corpus_file {
+            Some(c) => cached_corpus_index(settings, c, &corpus_name(c), embedder.as_ref())?.0,
+            None => settings.open_index(Some(embedder.as_ref()))?,
+        };
+        let retriever = Retriever::new(index, embedder, settings.config.retrieval.clone());
+        let failed = |e: quarry_core::Error| quarry_tune::Error::Data {
+            source_name: "hard-negative mining".into(),
+            message: e.to_string(),
+        };
+        let search = |query: &str, depth: usize| -> quarry_tune::Result<Vec<(String, String)>> {
+            let req = SearchRequest {
+                query,
+                mode,
+                top_k: depth,
+                filter: None,
+                per_document: true,
+            };
+            let hits = retriever.search(&req).map_err(failed)?;
+            let passages = retriever.passages(&hits).map_err(failed)?;
+            Ok(passages
+                .into_iter()
+                .map(|p| (p.chunk.chunk.doc_id.clone(), p.chunk.chunk.contextual_text(p.chunk.title.as_deref())))
+                .collect())
+        };
+        let t = train_set.mine_negatives(train_negatives, mining.mine_skip, mining.mine_depth, &search)?;
+        let v = val_set.mine_negatives(mining.val_negatives, mining.mine_skip, mining.mine_depth, &search)?;
+        eprintln!(
+            "mined {} training and {} validation negatives with {mine} in {:.1}s ({} known positives passed over)",
+            t.mined,
+            v.mined,
+            started.elapsed().as_secs_f64(),
+            t.positives_excluded + v.positives_excluded
+        );
+    }
+    eprintln!(
+        "training on {} examples, validating on {}",
+        train_set.examples.len(),
+        val_set.examples.len()
+    );
+    Ok((train_set, val_set))
+}
+
+fn base_dir(settings: &Settings, base: Option<&str>) -> Result<std::path::PathBuf> {
+    let name = base.unwrap_or(&settings.config.model.embedder);
+    let cache = settings.config.model.cache_dir.as_deref().map(Path::new);
+    Ok(resolve_model_dir(name, cache)?)
+}
+
+fn report(summary: &TrainSummary, out: &Path, flag: &str) {
+    println!(
+        "validation nDCG@10 {:.4} -> {:.4} (best at step {} of {}{})",
+        summary.baseline.mean,
+        summary.best.mean,
+        summary.best_step,
+        summary.steps,
+        if summary.early_stopped { ", stopped early" } else { "" }
+    );
+    println!(
+        "{} examples in {} ({:.1} examples/s)",
+        summary.examples,
+        duration(summary.train_secs),
+        summary.examples_per_sec
+    );
+    println!("model written to {}", out.display());
+    println!("use it with: quarry {flag} {} search|ask|eval ...", out.display());
+}
+
+fn embedder(settings: &Settings, args: &TuneEmbedderArgs) -> Result<ExitCode> {
+    let base = base_dir(settings, args.base.as_deref())?;
+    let (train_set, val_set) = prepare(
+        settings,
+        &args.data,
+        &args.mining,
+        &base,
+        args.hard_negatives.max(1) * 3,
+        args.train.seed,
+    )?;
+    let encoder = Encoder::load(&base, false, args.train.seed)?;
+    let mut objective = Contrastive::new(train_set, val_set, args.max_query_len, args.max_passage_len);
+    objective.hard_negatives = args.hard_negatives;
+    let opts = training_options(&args.train);
+    let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
+    let summary = quarry_tune::train(&encoder, &objective, &opts, &args.out, args.train.resume, &Printer { every })?;
+    report(&summary, &args.out, "--embedder");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reranker(settings: &Settings, args: &TuneRerankerArgs) -> Result<ExitCode> {
+    let base = base_dir(settings, args.base.as_deref())?;
+    let (train_set, val_set) = prepare(
+        settings,
+        &args.data,
+        &args.mining,
+        &base,
+        args.negatives.max(1) * 2,
+        args.train.seed,
+    )?;
+    let encoder = Encoder::load(&base, true, args.train.seed)?;
+    let objective = CrossObjective::new(train_set, val_set, args.negatives, args.max_len);
+    let opts = training_options(&args.train);
+    let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
+    let summary = quarry_tune::train(&encoder, &objective, &opts, &args.out, args.train.resume, &Printer { every })?;
+    report(&summary, &args.out, "--reranker");
+    Ok(ExitCode::SUCCESS)
+}
