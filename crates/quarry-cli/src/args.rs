@@ -95,6 +95,27 @@ pub enum TuneCommand {
     /// Train a cross-encoder reranker (initialised from a BERT model such as the embedder) on the same
     /// kinds of data, with mined hard negatives; use it with `--reranker DIR`.
     Reranker(TuneRerankerArgs),
+    /// The model registry: every trained version, its data, settings and validation, and which is current.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a registered version current (e.g. roll back).
+    Promote { id: String },
+}
+
+/// Where a trained model goes and whether it may replace the current one.
+#[derive(Debug, Args)]
+pub struct OutputFlags {
+    /// Model folder (default: the next version in DATA_DIR/models).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Make the new version current only if it beats the current one (or the base model) on the held-out
+    /// queries, by a paired randomization test at this level.
+    #[arg(long)]
+    pub promote_if_better: bool,
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
 }
 
 /// Hard-negative mining from the corpus index.
@@ -125,15 +146,17 @@ pub struct TuneRerankerArgs {
     /// The BERT model to start from (default: the configured embedder).
     #[arg(long)]
     pub base: Option<String>,
-    /// Where the reranker directory goes.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFlags,
     /// Hard negatives scored against each positive.
     #[arg(long, default_value_t = 3)]
     pub negatives: usize,
     /// Longest (query, passage) input in tokens.
     #[arg(long, default_value_t = 192)]
     pub max_len: usize,
+    /// Learning-rate multiplier of the new scoring head (pooler and classifier) over the encoder's.
+    #[arg(long, default_value_t = 20.0)]
+    pub head_lr_scale: f64,
 }
 
 /// Where training examples come from: one of a BEIR split, an eval set with its corpus, or a pairs file.
@@ -207,9 +230,8 @@ pub struct TuneEmbedderArgs {
     /// The model to start from (default: the configured embedder).
     #[arg(long)]
     pub base: Option<String>,
-    /// Where the tuned model directory goes.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFlags,
     #[command(flatten)]
     pub mining: MiningFlags,
     /// Hard negatives per training pair (mined from the corpus index; 0: in-batch negatives only).

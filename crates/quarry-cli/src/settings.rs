@@ -38,7 +38,7 @@ impl Settings {
             config.model.embedder = e.clone();
         }
         if let Some(r) = &cli.reranker {
-            config.model.reranker = Some(r.clone()).filter(|r| r != "none" && !r.is_empty());
+            config.model.reranker = Some(if r.is_empty() { "none".to_string() } else { r.clone() });
         }
         if let Some(n) = cli.rerank_top_n {
             config.model.rerank_top_n = n;
@@ -56,13 +56,25 @@ impl Settings {
         Ok(Arc::new(SentenceEmbedder::from_config(&self.config.model)?))
     }
 
-    /// The configured cross-encoder reranker, if any.
+    /// The configured cross-encoder reranker, else the registry's current one (DATA_DIR/models), if any.
     pub fn reranker(&self) -> Result<Option<Arc<CrossEncoder>>> {
-        let Some(name) = &self.config.model.reranker else {
-            return Ok(None);
+        let promoted = || -> Option<String> {
+            if !self.data_dir.join("models").join("registry.json").is_file() {
+                return None;
+            }
+            let reg = quarry_tune::registry::Registry::open(&self.data_dir.join("models")).ok()?;
+            Some(reg.current("reranker").ok()??.dir.display().to_string())
+        };
+        let name = match &self.config.model.reranker {
+            Some(n) if n == "none" => return Ok(None),
+            Some(n) => n.clone(),
+            None => match promoted() {
+                Some(n) => n,
+                None => return Ok(None),
+            },
         };
         let cache = self.config.model.cache_dir.as_deref().map(std::path::Path::new);
-        let dir = resolve_model_dir(name, cache)?;
+        let dir = resolve_model_dir(&name, cache)?;
         let model = CrossEncoder::load(&dir, self.config.model.max_seq_len, self.config.model.batch_size)
             .with_context(|| format!("loading the reranker {name}"))?;
         Ok(Some(Arc::new(model)))

@@ -386,17 +386,9 @@ pub struct MiningReport {
 
 /// Fisher–Yates with a SplitMix64 stream: the same seed gives the same order on every machine.
 pub fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed ^ 0xD1B5_4A32_D192_ED03;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = quarry_eval::compare::SplitMix64::new(seed ^ 0xD1B5_4A32_D192_ED03);
     for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
+        items.swap(i, rng.below(i + 1));
     }
 }
 

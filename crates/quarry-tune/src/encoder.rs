@@ -448,18 +448,12 @@ pub fn copy_model_files(from: &Path, to: &Path, scorer: bool) -> Result<()> {
 
 /// Deterministic normal(0, std) values (Box–Muller over a SplitMix64 stream).
 pub fn small_normal(n: usize, seed: u64, std: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = quarry_eval::compare::SplitMix64::new(seed);
+    let mut uniform = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     (0..n)
         .map(|_| {
-            let u1 = next().max(1e-12);
-            let u2 = next();
+            let u1 = uniform().max(1e-12);
+            let u2 = uniform();
             ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32 * std
         })
         .collect()

@@ -10,11 +10,13 @@ pub mod encoder;
 pub mod error;
 pub mod optim;
 pub mod progress;
+pub mod registry;
 pub mod rerank;
 pub mod trainer;
 
-#[cfg(test)]
-mod testing;
+/// Builds tiny model folders for tests (here and in the crates above).
+#[doc(hidden)]
+pub mod testing;
 
 pub use data::{Example, TrainingSet};
 pub use encoder::Encoder;

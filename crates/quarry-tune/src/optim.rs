@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub struct AdamW {
     /// (name, parameter, first moment, second moment)
     slots: Vec<(String, Var, Tensor, Tensor)>,
+    /// Learning-rate multiplier per slot (1 by default).
+    scales: Vec<f64>,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -26,6 +28,7 @@ impl AdamW {
             .map(|(n, v)| Ok((n.clone(), v.clone(), v.zeros_like()?, v.zeros_like()?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW {
+            scales: vec![1.0; slots.len()],
             slots,
             beta1: 0.9,
             beta2: 0.999,
@@ -33,6 +36,16 @@ impl AdamW {
             weight_decay,
             step: 0,
         })
+    }
+
+    /// Multiplies the learning rate of the parameters whose names start with `prefix` (e.g. a freshly
+    /// initialised head that must move faster than the pretrained encoder under it).
+    pub fn scale_learning_rate(&mut self, prefix: &str, factor: f64) {
+        for ((name, ..), scale) in self.slots.iter().zip(&mut self.scales) {
+            if name.starts_with(prefix) {
+                *scale = factor;
+            }
+        }
     }
 
     /// One update with learning rate `lr` from the gradients of `grads` (divided by `accumulated`, the number
@@ -43,8 +56,9 @@ impl AdamW {
         let c1 = 1.0 - self.beta1.powi(t);
         let c2 = 1.0 - self.beta2.powi(t);
         let scale = 1.0 / grads.micro_batches.max(1) as f64;
-        for (name, var, m, v) in &mut self.slots {
+        for ((name, var, m, v), lr_scale) in self.slots.iter_mut().zip(&self.scales) {
             let Some(g) = grads.get(var) else { continue };
+            let lr = lr * lr_scale;
             let g = (g * scale)?;
             *m = ((&*m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;

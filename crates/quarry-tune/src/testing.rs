@@ -1,6 +1,8 @@
 //! A tiny randomly initialised BERT with its own WordPiece tokenizer, written to a folder in the layout of a
 //! sentence-transformers download, so tests train and load real model directories in milliseconds.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -33,6 +33,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Stop after this many steps (for quick runs and tests).
     pub max_steps: Option<usize>,
+    /// Learning-rate multiplier of a new scoring head (`pooler.*`, `classifier.*`).
+    pub head_lr_scale: f64,
 }
 
 impl Default for TrainOptions {
@@ -50,6 +52,7 @@ impl Default for TrainOptions {
             checkpoint_every: 25,
             seed: 42,
             max_steps: None,
+            head_lr_scale: 1.0,
         }
     }
 }
@@ -154,6 +157,9 @@ pub fn train(
     }
     let warmup = ((total_steps as f64) * opts.warmup).round() as usize;
     let mut optimizer = AdamW::new(encoder.named_vars(), opts.weight_decay)?;
+    for head in ["pooler.", "classifier."] {
+        optimizer.scale_learning_rate(head, opts.head_lr_scale);
+    }
 
     let baseline_path = out.join("baseline-validation.json");
     let (mut state, baseline, resumed_from) = if resume && ckpt.join("state.json").is_file() {

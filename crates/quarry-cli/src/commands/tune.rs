@@ -1,6 +1,6 @@
 //! `quarry tune`: fine-tuning commands.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,9 +12,11 @@ use quarry_retrieve::{Retriever, SearchRequest};
 use quarry_tune::contrastive::Contrastive;
 use quarry_tune::progress::{EvalReport, Progress, StepReport};
 use quarry_tune::rerank::CrossObjective;
-use quarry_tune::{Encoder, TrainOptions, TrainSummary, TrainingSet};
+use quarry_tune::registry::{decide, ModelVersion, Registry};
+use quarry_tune::trainer::Objective;
+use quarry_tune::{Encoder, TrainOptions, TrainSummary, TrainingSet, Validation};
 
-use crate::args::{MiningFlags, TrainingData, TrainingFlags, TuneCommand, TuneEmbedderArgs, TuneRerankerArgs};
+use crate::args::{MiningFlags, OutputFlags, TrainingData, TrainingFlags, TuneCommand, TuneEmbedderArgs, TuneRerankerArgs};
 use crate::commands::eval::{cached_corpus_index, corpus_name};
 use crate::settings::Settings;
 
@@ -22,6 +24,12 @@ pub fn run(settings: &Settings, cmd: TuneCommand) -> Result<ExitCode> {
     match cmd {
         TuneCommand::Embedder(args) => embedder(settings, &args),
         TuneCommand::Reranker(args) => reranker(settings, &args),
+        TuneCommand::Status { json } => status(settings, json),
+        TuneCommand::Promote { id } => {
+            let v = registry(settings)?.set_current(&id)?;
+            println!("{} is now the current {} ({})", v.id, v.kind, v.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -216,6 +224,109 @@ fn base_dir(settings: &Settings, base: Option<&str>) -> Result<std::path::PathBu
     Ok(resolve_model_dir(name, cache)?)
 }
 
+pub(crate) fn registry(settings: &Settings) -> Result<Registry> {
+    Ok(Registry::open(&settings.data_dir.join("models"))?)
+}
+
+/// The output folder and version id: `--out`, or the registry's next version.
+fn output(settings: &Settings, flags: &OutputFlags, kind: &str) -> Result<(String, PathBuf)> {
+    let reg = registry(settings)?;
+    let (id, dir) = reg.next_version(kind)?;
+    Ok((id, flags.out.clone().unwrap_or(dir)))
+}
+
+/// Records the trained version; with `--promote-if-better`, first validates the current version of the kind
+/// (or takes the base model's validation when nothing is current) on the same queries and decides.
+#[allow(clippy::too_many_arguments)]
+fn register(
+    settings: &Settings,
+    flags: &OutputFlags,
+    kind: &str,
+    id: String,
+    out: &Path,
+    base: &Path,
+    data: (&str, String),
+    summary: &TrainSummary,
+    validate_current: &dyn Fn(&Path) -> quarry_tune::Result<Validation>,
+) -> Result<()> {
+    let reg = registry(settings)?;
+    let decision = if flags.promote_if_better {
+        let current = reg.current(kind)?;
+        let (against, current_val) = match &current {
+            Some(c) if c.dir != base => {
+                eprintln!("validating the current {kind} {} on the same queries", c.id);
+                (Some(c.id.clone()), validate_current(&c.dir)?)
+            }
+            Some(c) => (Some(c.id.clone()), summary.baseline.clone()),
+            None => (None, summary.baseline.clone()),
+        };
+        let d = decide(&summary.best, &current_val, against, flags.alpha);
+        println!(
+            "{}: {} (95% CI {:+.4} .. {:+.4})",
+            if d.promoted { "promoted" } else { "not promoted" },
+            d.reason,
+            d.ci_low,
+            d.ci_high
+        );
+        Some(d)
+    } else {
+        None
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    reg.add(ModelVersion {
+        id: id.clone(),
+        kind: kind.into(),
+        dir: out.to_path_buf(),
+        base: base.display().to_string(),
+        data: data.0.to_string(),
+        data_digest: data.1,
+        options: serde_json::to_value(&summary.options)?,
+        metric: summary.best.metric.clone(),
+        baseline: summary.baseline.mean,
+        validation: summary.best.mean,
+        created,
+        decision,
+    })?;
+    println!("registered as {id}");
+    Ok(())
+}
+
+fn status(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let reg = registry(settings)?;
+    let versions = reg.versions()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if versions.is_empty() {
+        println!("no trained models yet (quarry tune embedder|reranker ...)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &versions {
+        let current = reg.current(&v.kind)?.is_some_and(|c| c.id == v.id);
+        let decision = match &v.decision {
+            Some(d) if d.promoted => format!("promoted: {}", d.reason),
+            Some(d) => format!("kept out: {}", d.reason),
+            None => "not compared".into(),
+        };
+        println!(
+            "{}{}  {} {:.4} -> {:.4} on validation; data {} ({}); {}\n    {}",
+            v.id,
+            if current { " (current)" } else { "" },
+            v.metric,
+            v.baseline,
+            v.validation,
+            v.data,
+            v.data_digest,
+            v.dir.display(),
+            decision
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn report(summary: &TrainSummary, out: &Path, flag: &str) {
     println!(
         "validation nDCG@10 {:.4} -> {:.4} (best at step {} of {}{})",
@@ -245,13 +356,17 @@ fn embedder(settings: &Settings, args: &TuneEmbedderArgs) -> Result<ExitCode> {
         args.hard_negatives.max(1) * 3,
         args.train.seed,
     )?;
+    let (id, out) = output(settings, &args.output, "embedder")?;
+    let data = (train_set.source.clone(), train_set.digest());
     let encoder = Encoder::load(&base, false, args.train.seed)?;
     let mut objective = Contrastive::new(train_set, val_set, args.max_query_len, args.max_passage_len);
     objective.hard_negatives = args.hard_negatives;
     let opts = training_options(&args.train);
     let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
-    let summary = quarry_tune::train(&encoder, &objective, &opts, &args.out, args.train.resume, &Printer { every })?;
-    report(&summary, &args.out, "--embedder");
+    let summary = quarry_tune::train(&encoder, &objective, &opts, &out, args.train.resume, &Printer { every })?;
+    report(&summary, &out, "--embedder");
+    let validate = |dir: &Path| objective.validate(&Encoder::load(dir, false, 0)?);
+    register(settings, &args.output, "embedder", id, &out, &base, (&data.0, data.1), &summary, &validate)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -265,11 +380,18 @@ fn reranker(settings: &Settings, args: &TuneRerankerArgs) -> Result<ExitCode> {
         args.negatives.max(1) * 2,
         args.train.seed,
     )?;
+    let (id, out) = output(settings, &args.output, "reranker")?;
+    let data = (train_set.source.clone(), train_set.digest());
     let encoder = Encoder::load(&base, true, args.train.seed)?;
     let objective = CrossObjective::new(train_set, val_set, args.negatives, args.max_len);
-    let opts = training_options(&args.train);
+    let opts = TrainOptions {
+        head_lr_scale: args.head_lr_scale,
+        ..training_options(&args.train)
+    };
     let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
-    let summary = quarry_tune::train(&encoder, &objective, &opts, &args.out, args.train.resume, &Printer { every })?;
-    report(&summary, &args.out, "--reranker");
+    let summary = quarry_tune::train(&encoder, &objective, &opts, &out, args.train.resume, &Printer { every })?;
+    report(&summary, &out, "--reranker");
+    let validate = |dir: &Path| objective.validate(&Encoder::load(dir, true, 0)?);
+    register(settings, &args.output, "reranker", id, &out, &base, (&data.0, data.1), &summary, &validate)?;
     Ok(ExitCode::SUCCESS)
 }
