@@ -268,7 +268,9 @@ impl Bert {
         for (n, s) in seqs.iter().enumerate() {
             for (pos, &id) in s.iter().enumerate() {
                 let id = (id as usize).min(self.vocab - 1);
-                let ty = types.and_then(|t| t[n].get(pos)).map_or(0, |&t| (t as usize).min(type_rows - 1));
+                let ty = types
+                    .and_then(|t| t[n].get(pos))
+                    .map_or(0, |&t| (t as usize).min(type_rows - 1));
                 let pos = pos.min(self.max_positions - 1);
                 let dst = &mut x[row * h..(row + 1) * h];
                 let (wv, pv) = (&self.word[id * h..(id + 1) * h], &self.position[pos * h..(pos + 1) * h]);

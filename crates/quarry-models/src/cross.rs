@@ -64,10 +64,13 @@ impl CrossEncoder {
 
     /// Token and segment ids of (query, passage), cut to `max_len` by shortening the passage.
     fn pair_ids(&self, query: &str, passage: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-        let enc = self.tokenizer.encode((query, passage), true).map_err(|e| Error::Tokenizer {
-            path: self.dir.join("tokenizer.json"),
-            message: e.to_string(),
-        })?;
+        let enc = self
+            .tokenizer
+            .encode((query, passage), true)
+            .map_err(|e| Error::Tokenizer {
+                path: self.dir.join("tokenizer.json"),
+                message: e.to_string(),
+            })?;
         let mut ids = enc.get_ids().to_vec();
         let mut types = enc.get_type_ids().to_vec();
         if ids.len() > self.max_len {

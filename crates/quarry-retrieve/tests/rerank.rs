@@ -40,7 +40,12 @@ fn reranker_pulls_a_deeper_candidate_to_the_top() {
     }
     let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(32));
     let index = Arc::new(
-        EmbeddedIndex::open(&tmp.path().join("data"), IndexConfig::default(), Some(embedder.model_id())).unwrap(),
+        EmbeddedIndex::open(
+            &tmp.path().join("data"),
+            IndexConfig::default(),
+            Some(embedder.model_id()),
+        )
+        .unwrap(),
     );
     let s = Ingestor::new(index.as_ref(), embedder.as_ref(), ChunkingConfig::default()).ingest_paths(&[docs], &Silent);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
@@ -53,11 +58,14 @@ fn reranker_pulls_a_deeper_candidate_to_the_top() {
     };
     let plain = Retriever::new(index.clone(), embedder.clone(), RetrievalConfig::default());
     let first_stage = plain.search(&req).unwrap();
-    assert!(first_stage.iter().all(|h| !h.doc_id.ends_with("d.txt")), "{first_stage:?}");
+    assert!(
+        first_stage.iter().all(|h| !h.doc_id.ends_with("d.txt")),
+        "{first_stage:?}"
+    );
 
     let urgency = Arc::new(Urgency(Default::default()));
-    let reranked = Retriever::new(index.clone(), embedder.clone(), RetrievalConfig::default())
-        .with_reranker(urgency.clone(), 10);
+    let reranked =
+        Retriever::new(index.clone(), embedder.clone(), RetrievalConfig::default()).with_reranker(urgency.clone(), 10);
     let (hits, timings) = reranked.search_timed(&req).unwrap();
     assert_eq!(hits.len(), 2);
     assert!(hits[0].doc_id.ends_with("d.txt"), "{hits:?}");

@@ -214,18 +214,7 @@ mod tests {
     /// Fruit names as queries, descriptions that never name the fruit as passages: a random model cannot
     /// match them, a trained one must learn which description belongs to which name.
     fn fruit_set() -> TrainingSet {
-        let facts = [
-            ("apple", "red sweet tree"),
-            ("banana", "yellow sweet tree"),
-            ("cherry", "red sour tree"),
-            ("grape", "purple sweet vine"),
-            ("lemon", "yellow sour tree"),
-            ("mango", "yellow sweet fruit"),
-            ("melon", "green sweet vine"),
-            ("peach", "sweet fruit on a tree"),
-            ("pear", "green sweet tree"),
-            ("plum", "purple sour tree"),
-        ];
+        let facts = crate::testing::FRUITS;
         TrainingSet {
             source: "fruit".into(),
             examples: facts
@@ -282,10 +271,18 @@ mod tests {
         let out = dir.path().join("tuned");
         let summary = train(&encoder, &obj, &opts, &out, false, &Silent).unwrap();
         assert_eq!(summary.steps, 80);
-        assert!(summary.baseline.mean < 0.7, "a random model cannot know the pairs: {}", summary.baseline.mean);
+        assert!(
+            summary.baseline.mean < 0.7,
+            "a random model cannot know the pairs: {}",
+            summary.baseline.mean
+        );
         assert!(summary.best.mean > 0.95, "trained nDCG@10 {}", summary.best.mean);
         let first: f64 = summary.losses[..4].iter().map(|l| l.1).sum::<f64>() / 4.0;
-        let last: f64 = summary.losses[summary.losses.len() - 4..].iter().map(|l| l.1).sum::<f64>() / 4.0;
+        let last: f64 = summary.losses[summary.losses.len() - 4..]
+            .iter()
+            .map(|l| l.1)
+            .sum::<f64>()
+            / 4.0;
         assert!(last < first * 0.5, "loss {first} -> {last}");
 
         // The output folder is a model the inference engine loads, and it ranks like the trained encoder.
@@ -310,8 +307,15 @@ mod tests {
             ..opts.clone()
         };
         let straight_dir = dir.path().join("straight");
-        let straight = train(&Encoder::load(&base, false, 0).unwrap(), &obj, &short, &straight_dir, false, &Silent)
-            .unwrap();
+        let straight = train(
+            &Encoder::load(&base, false, 0).unwrap(),
+            &obj,
+            &short,
+            &straight_dir,
+            false,
+            &Silent,
+        )
+        .unwrap();
         let part_dir = dir.path().join("parts");
         let half = TrainOptions {
             max_steps: Some(8),
@@ -328,10 +332,25 @@ mod tests {
                 self.1.get() >= self.0
             }
         }
-        let err = train(&Encoder::load(&base, false, 0).unwrap(), &obj, &half, &part_dir, false, &StopAt(3, 0.into()))
-            .unwrap_err();
+        let err = train(
+            &Encoder::load(&base, false, 0).unwrap(),
+            &obj,
+            &half,
+            &part_dir,
+            false,
+            &StopAt(3, 0.into()),
+        )
+        .unwrap_err();
         assert!(matches!(err, crate::Error::Interrupted { step: 3 }), "{err}");
-        let resumed = train(&Encoder::load(&base, false, 0).unwrap(), &obj, &half, &part_dir, true, &Silent).unwrap();
+        let resumed = train(
+            &Encoder::load(&base, false, 0).unwrap(),
+            &obj,
+            &half,
+            &part_dir,
+            true,
+            &Silent,
+        )
+        .unwrap();
         assert_eq!(resumed.resumed_from, Some(3));
         assert_eq!(resumed.steps, straight.steps);
         let (a, b) = (straight.losses.last().unwrap().1, resumed.losses.last().unwrap().1);

@@ -322,7 +322,7 @@ impl TrainingSet {
         per_query: usize,
         skip: usize,
         depth: usize,
-        search: &dyn Fn(&str, usize) -> Result<Vec<(String, String)>>,
+        search: &Search,
     ) -> Result<MiningReport> {
         let mut report = MiningReport::default();
         for ex in &mut self.examples {
@@ -375,6 +375,9 @@ impl TrainingSet {
     }
 }
 
+/// A search for mining: (query, depth) → (document id, text), best first.
+pub type Search<'a> = dyn Fn(&str, usize) -> Result<Vec<(String, String)>> + 'a;
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct MiningReport {
     pub mined: usize,
@@ -421,7 +424,10 @@ mod tests {
         let unknown = set(vec![("a", vec!["d1"]), ("b", vec!["d9"])], &docs);
         let msg = unknown.validate(1).unwrap_err().to_string();
         assert!(msg.contains("d9") && msg.contains("not in the corpus"), "{msg}");
-        let mut dup = set(vec![("a", vec!["d1"]), ("A ", vec!["d1", "d2"]), ("b", vec!["d2"])], &docs);
+        let mut dup = set(
+            vec![("a", vec!["d1"]), ("A ", vec!["d1", "d2"]), ("b", vec!["d2"])],
+            &docs,
+        );
         assert!(dup.validate(1).unwrap_err().to_string().contains("duplicate"));
         assert_eq!(dup.dedup(), 1);
         dup.validate(1).unwrap();
@@ -432,7 +438,11 @@ mod tests {
         let empty = set(vec![("  ", vec!["d1"])], &docs);
         assert!(empty.validate(1).unwrap_err().to_string().contains("query is empty"));
         let none = set(vec![("a", vec![])], &docs);
-        assert!(none.validate(1).unwrap_err().to_string().contains("no relevant document"));
+        assert!(none
+            .validate(1)
+            .unwrap_err()
+            .to_string()
+            .contains("no relevant document"));
     }
 
     #[test]
@@ -463,7 +473,10 @@ mod tests {
         let docs = [("p", "x"), ("n1", "x"), ("n2", "x"), ("n3", "x")];
         let mut s = set(vec![("q", vec!["p"])], &docs);
         let search = |_: &str, _: usize| -> Result<Vec<(String, String)>> {
-            Ok(["p", "n1", "n2", "n3"].iter().map(|s| (s.to_string(), "x".to_string())).collect())
+            Ok(["p", "n1", "n2", "n3"]
+                .iter()
+                .map(|s| (s.to_string(), "x".to_string()))
+                .collect())
         };
         let r = s.mine_negatives(2, 2, 10, &search).unwrap();
         assert_eq!(s.examples[0].negatives, vec!["n2", "n3"]);

@@ -158,7 +158,10 @@ impl Encoder {
         let i = config.intermediate_size;
         let eps = config.layer_norm_eps;
         let word = take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
-        let position = take("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
+        let position = take(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
         let token_type = take("embeddings.token_type_embeddings.weight", &[2, h])?;
         let mut norm = |name: &str| -> Result<Norm> {
             Ok(Norm {
@@ -168,7 +171,6 @@ impl Encoder {
             })
         };
         let emb_norm = norm("embeddings.LayerNorm")?;
-        drop(norm);
         let mut linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
             Ok(Linear {
                 w: take(&format!("{name}.weight"), &[out, inp])?,
@@ -186,7 +188,6 @@ impl Encoder {
             let out = linear(&format!("{p}.output.dense"), h, i)?;
             layers.push((query, key, value, attn_out, inter, out, p));
         }
-        drop(linear);
         let mut norm = |name: &str| -> Result<Norm> {
             Ok(Norm {
                 gamma: take(&format!("{name}.weight"), &[h])?,
@@ -207,7 +208,6 @@ impl Encoder {
                 out_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
-        drop(norm);
         let head = if with_head {
             let mut get_or = |name: &str, shape: &[usize], init: &dyn Fn() -> Result<Tensor>| -> Result<Var> {
                 let t = match tensors.remove(name) {
@@ -219,7 +219,11 @@ impl Encoder {
                 Ok(v)
             };
             let seeded = |rows: usize, cols: usize, salt: u64| -> Result<Tensor> {
-                Ok(Tensor::from_vec(small_normal(rows * cols, seed ^ salt, 0.02), (rows, cols), &Device::Cpu)?)
+                Ok(Tensor::from_vec(
+                    small_normal(rows * cols, seed ^ salt, 0.02),
+                    (rows, cols),
+                    &Device::Cpu,
+                )?)
             };
             let zeros = |n: usize| -> Result<Tensor> { Ok(Tensor::zeros(n, DType::F32, &Device::Cpu)?) };
             Some(Head {
@@ -307,16 +311,18 @@ impl Encoder {
         let flat_ids = batch.ids.flatten_all()?;
         let words = self.word.as_tensor().index_select(&flat_ids, 0)?;
         let positions = self.position.as_tensor().narrow(0, 0, t)?;
-        let types = self.token_type.as_tensor().index_select(&batch.types.flatten_all()?, 0)?;
+        let types = self
+            .token_type
+            .as_tensor()
+            .index_select(&batch.types.flatten_all()?, 0)?;
         let x = (words.reshape((b, t, h))?.broadcast_add(&positions)? + types.reshape((b, t, h))?)?;
         let mut x = self.emb_norm.forward(&x)?.reshape((b * t, h))?;
         // Additive mask over keys: 0 for tokens, -10000 for padding, broadcast over heads and queries.
         let key_bias = ((batch.mask.clone() - 1.0)? * 10000.0)?.reshape((b, 1, 1, t))?;
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
-            let split = |y: Tensor| -> Result<Tensor> {
-                Ok(y.reshape((b, t, heads, dh))?.transpose(1, 2)?.contiguous()?)
-            };
+            let split =
+                |y: Tensor| -> Result<Tensor> { Ok(y.reshape((b, t, heads, dh))?.transpose(1, 2)?.contiguous()?) };
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;

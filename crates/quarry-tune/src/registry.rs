@@ -176,14 +176,22 @@ pub fn decide(new: &Validation, current: &Validation, against: Option<String>, a
             ),
         };
     }
-    let diffs: Vec<f64> = new.per_query.iter().zip(&current.per_query).map(|(a, b)| a - b).collect();
+    let diffs: Vec<f64> = new
+        .per_query
+        .iter()
+        .zip(&current.per_query)
+        .map(|(a, b)| a - b)
+        .collect();
     let opts = CompareOptions::default();
     let delta = diffs.iter().sum::<f64>() / n as f64;
     let (ci_low, ci_high) = bootstrap_ci(&diffs, &opts);
     let p_value = randomization_p(&diffs, &opts);
     let promoted = delta > 0.0 && p_value < alpha;
     let reason = if promoted {
-        format!("{} improved by {delta:+.4} over {n} held-out queries (p = {p_value:.4})", new.metric)
+        format!(
+            "{} improved by {delta:+.4} over {n} held-out queries (p = {p_value:.4})",
+            new.metric
+        )
     } else if delta <= 0.0 {
         format!("{} did not improve ({delta:+.4} over {n} held-out queries)", new.metric)
     } else {
@@ -263,9 +271,15 @@ mod tests {
         assert_eq!(reg.current("embedder").unwrap().unwrap().id, "embedder-v1");
         let no = decide(&val(&[0.0; 30]), &val(&[1.0; 30]), Some("embedder-v1".into()), 0.05);
         reg.add(version("embedder-v2", no)).unwrap();
-        assert_eq!(reg.current("embedder").unwrap().unwrap().id, "embedder-v1", "a worse model is not promoted");
+        assert_eq!(
+            reg.current("embedder").unwrap().unwrap().id,
+            "embedder-v1",
+            "a worse model is not promoted"
+        );
         assert_eq!(reg.versions().unwrap().len(), 2);
-        assert!(reg.add(version("embedder-v2", decide(&val(&[1.0]), &val(&[0.0]), None, 0.05))).is_err());
+        assert!(reg
+            .add(version("embedder-v2", decide(&val(&[1.0]), &val(&[0.0]), None, 0.05)))
+            .is_err());
         reg.set_current("embedder-v2").unwrap();
         assert_eq!(reg.current("embedder").unwrap().unwrap().id, "embedder-v2");
         assert!(reg.set_current("embedder-v9").is_err());

@@ -215,7 +215,12 @@ mod tests {
         };
         let out = dir.path().join("reranker");
         let summary = train(&encoder, &obj, &opts, &out, false, &Silent).unwrap();
-        assert!(summary.best.mean > 0.95, "{} -> {}", summary.baseline.mean, summary.best.mean);
+        assert!(
+            summary.best.mean > 0.95,
+            "{} -> {}",
+            summary.baseline.mean,
+            summary.best.mean
+        );
         assert!(summary.best.mean > summary.baseline.mean + 0.1);
 
         let tuned = Encoder::load(&out, true, 0).unwrap();
@@ -226,10 +231,18 @@ mod tests {
         for (a, b) in from_engine.iter().zip(&from_candle) {
             assert!((a - b).abs() < 1e-3 * a.abs().max(1.0), "engine {a} vs trainer {b}");
         }
-        let best = from_engine.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let best = from_engine
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         assert_eq!(best, 0);
         // An embedder folder has no scoring head: the reranker loader says so.
-        let err = quarry_models::CrossEncoder::load(&base, 32, 4).err().unwrap().to_string();
+        let err = quarry_models::CrossEncoder::load(&base, 32, 4)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not a cross-encoder"), "{err}");
     }
 }

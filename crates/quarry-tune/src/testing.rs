@@ -11,15 +11,33 @@ use candle_core::{Device, Tensor};
 use crate::encoder::small_normal;
 
 pub const WORDS: &[&str] = &[
-    "apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "peach", "pear", "plum", "red", "yellow",
-    "green", "purple", "sweet", "sour", "tree", "vine", "fruit", "what", "is", "the", "a", "of", "colour", "taste",
-    "grows", "on", "which", "and", "it", "tastes",
+    "apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "peach", "pear", "plum", "red", "yellow", "green",
+    "purple", "sweet", "sour", "tree", "vine", "fruit", "what", "is", "the", "a", "of", "colour", "taste", "grows",
+    "on", "which", "and", "it", "tastes",
+];
+
+/// Fruit names and descriptions that never name the fruit: a random model cannot match them, a trained one
+/// must learn which description belongs to which name.
+pub const FRUITS: &[(&str, &str)] = &[
+    ("apple", "red sweet tree"),
+    ("banana", "yellow sweet tree"),
+    ("cherry", "red sour tree"),
+    ("grape", "purple sweet vine"),
+    ("lemon", "yellow sour tree"),
+    ("mango", "yellow sweet fruit"),
+    ("melon", "green sweet vine"),
+    ("peach", "sweet fruit on a tree"),
+    ("pear", "green sweet tree"),
+    ("plum", "purple sour tree"),
 ];
 
 /// Writes `config.json`, `tokenizer.json` and `model.safetensors` of a 2-layer, 32-wide BERT.
 pub fn tiny_model(dir: &Path, seed: u64) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].iter().map(|s| s.to_string()).collect();
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     vocab.extend(WORDS.iter().map(|w| w.to_string()));
     let vocab_map: serde_json::Map<String, serde_json::Value> = vocab
         .iter()

@@ -144,7 +144,10 @@ pub fn train(
     })?;
     let ckpt = checkpoint_dir(out);
     let accumulate = opts.accumulate.max(1);
-    let per_epoch = objective.batches(0, opts.batch_size, opts.seed).len().div_ceil(accumulate);
+    let per_epoch = objective
+        .batches(0, opts.batch_size, opts.seed)
+        .len()
+        .div_ceil(accumulate);
     if per_epoch == 0 {
         return Err(Error::Data {
             source_name: out.display().to_string(),
@@ -275,9 +278,8 @@ pub fn train(
             });
 
             let end_of_epoch = state.done_in_epoch >= batches.len();
-            let due = (opts.eval_every > 0 && state.step % opts.eval_every == 0)
-                || end_of_epoch
-                || state.step == total_steps;
+            let due =
+                (opts.eval_every > 0 && state.step % opts.eval_every == 0) || end_of_epoch || state.step == total_steps;
             if due {
                 let v = objective.validate(encoder)?;
                 let improved = v.mean > state.best;

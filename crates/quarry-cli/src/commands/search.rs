@@ -13,10 +13,7 @@ use crate::settings::{Query, Settings};
 pub fn retriever(settings: &Settings) -> Result<(Retriever, Arc<dyn Embedder>)> {
     let embedder: Arc<dyn Embedder> = settings.embedder()?;
     let index = settings.open_index(Some(embedder.as_ref()))?;
-    Ok((
-        settings.retriever(index, embedder.clone())?,
-        embedder,
-    ))
+    Ok((settings.retriever(index, embedder.clone())?, embedder))
 }
 
 pub fn run(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {

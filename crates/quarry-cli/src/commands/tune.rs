@@ -11,12 +11,14 @@ use quarry_models::resolve_model_dir;
 use quarry_retrieve::{Retriever, SearchRequest};
 use quarry_tune::contrastive::Contrastive;
 use quarry_tune::progress::{EvalReport, Progress, StepReport};
-use quarry_tune::rerank::CrossObjective;
 use quarry_tune::registry::{decide, ModelVersion, Registry};
+use quarry_tune::rerank::CrossObjective;
 use quarry_tune::trainer::Objective;
 use quarry_tune::{Encoder, TrainOptions, TrainSummary, TrainingSet, Validation};
 
-use crate::args::{MiningFlags, OutputFlags, TrainingData, TrainingFlags, TuneCommand, TuneEmbedderArgs, TuneRerankerArgs};
+use crate::args::{
+    MiningFlags, OutputFlags, TrainingData, TrainingFlags, TuneCommand, TuneEmbedderArgs, TuneRerankerArgs,
+};
 use crate::commands::eval::{cached_corpus_index, corpus_name};
 use crate::settings::Settings;
 
@@ -49,7 +51,7 @@ fn duration(secs: f64) -> String {
 
 impl Progress for Printer {
     fn step(&self, r: &StepReport) {
-        if r.step == 1 || r.step % self.every == 0 || r.step == r.total_steps {
+        if r.step == 1 || r.step.is_multiple_of(self.every) || r.step == r.total_steps {
             eprintln!(
                 "step {}/{} (epoch {})  loss {:.4}  lr {:.2e}  grad {:.2}  {:.1} examples/s  ETA {}",
                 r.step,
@@ -197,7 +199,12 @@ fn prepare(
             let passages = retriever.passages(&hits).map_err(failed)?;
             Ok(passages
                 .into_iter()
-                .map(|p| (p.chunk.chunk.doc_id.clone(), p.chunk.chunk.contextual_text(p.chunk.title.as_deref())))
+                .map(|p| {
+                    (
+                        p.chunk.chunk.doc_id.clone(),
+                        p.chunk.chunk.contextual_text(p.chunk.title.as_deref()),
+                    )
+                })
                 .collect())
         };
         let t = train_set.mine_negatives(train_negatives, mining.mine_skip, mining.mine_depth, &search)?;
@@ -346,52 +353,79 @@ fn report(summary: &TrainSummary, out: &Path, flag: &str) {
     println!("use it with: quarry {flag} {} search|ask|eval ...", out.display());
 }
 
+/// What both training commands share after their data is ready: the output folder, training with progress,
+/// the report, and registration (with the promotion decision).
+struct Job<'a> {
+    settings: &'a Settings,
+    output: &'a OutputFlags,
+    kind: &'static str,
+    flag: &'static str,
+    base: &'a Path,
+    data: (String, String),
+    with_head: bool,
+    resume: bool,
+}
+
+impl Job<'_> {
+    fn fit(&self, objective: &dyn Objective, items: usize, opts: &TrainOptions) -> Result<ExitCode> {
+        let (id, out) = output(self.settings, self.output, self.kind)?;
+        let encoder = Encoder::load(self.base, self.with_head, opts.seed)?;
+        let every = (items / opts.batch_size.max(1) / 20).max(1);
+        let summary = quarry_tune::train(&encoder, objective, opts, &out, self.resume, &Printer { every })?;
+        report(&summary, &out, self.flag);
+        let validate = |dir: &Path| objective.validate(&Encoder::load(dir, self.with_head, 0)?);
+        register(
+            self.settings,
+            self.output,
+            self.kind,
+            id,
+            &out,
+            self.base,
+            (&self.data.0, self.data.1.clone()),
+            &summary,
+            &validate,
+        )?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 fn embedder(settings: &Settings, args: &TuneEmbedderArgs) -> Result<ExitCode> {
     let base = base_dir(settings, args.base.as_deref())?;
-    let (train_set, val_set) = prepare(
+    let negatives = args.hard_negatives.max(1) * 3;
+    let (train_set, val_set) = prepare(settings, &args.data, &args.mining, &base, negatives, args.train.seed)?;
+    let job = Job {
         settings,
-        &args.data,
-        &args.mining,
-        &base,
-        args.hard_negatives.max(1) * 3,
-        args.train.seed,
-    )?;
-    let (id, out) = output(settings, &args.output, "embedder")?;
-    let data = (train_set.source.clone(), train_set.digest());
-    let encoder = Encoder::load(&base, false, args.train.seed)?;
+        output: &args.output,
+        kind: "embedder",
+        flag: "--embedder",
+        base: &base,
+        data: (train_set.source.clone(), train_set.digest()),
+        with_head: false,
+        resume: args.train.resume,
+    };
     let mut objective = Contrastive::new(train_set, val_set, args.max_query_len, args.max_passage_len);
     objective.hard_negatives = args.hard_negatives;
-    let opts = training_options(&args.train);
-    let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
-    let summary = quarry_tune::train(&encoder, &objective, &opts, &out, args.train.resume, &Printer { every })?;
-    report(&summary, &out, "--embedder");
-    let validate = |dir: &Path| objective.validate(&Encoder::load(dir, false, 0)?);
-    register(settings, &args.output, "embedder", id, &out, &base, (&data.0, data.1), &summary, &validate)?;
-    Ok(ExitCode::SUCCESS)
+    job.fit(&objective, objective.items(), &training_options(&args.train))
 }
 
 fn reranker(settings: &Settings, args: &TuneRerankerArgs) -> Result<ExitCode> {
     let base = base_dir(settings, args.base.as_deref())?;
-    let (train_set, val_set) = prepare(
+    let negatives = args.negatives.max(1) * 2;
+    let (train_set, val_set) = prepare(settings, &args.data, &args.mining, &base, negatives, args.train.seed)?;
+    let job = Job {
         settings,
-        &args.data,
-        &args.mining,
-        &base,
-        args.negatives.max(1) * 2,
-        args.train.seed,
-    )?;
-    let (id, out) = output(settings, &args.output, "reranker")?;
-    let data = (train_set.source.clone(), train_set.digest());
-    let encoder = Encoder::load(&base, true, args.train.seed)?;
+        output: &args.output,
+        kind: "reranker",
+        flag: "--reranker",
+        base: &base,
+        data: (train_set.source.clone(), train_set.digest()),
+        with_head: true,
+        resume: args.train.resume,
+    };
     let objective = CrossObjective::new(train_set, val_set, args.negatives, args.max_len);
     let opts = TrainOptions {
         head_lr_scale: args.head_lr_scale,
         ..training_options(&args.train)
     };
-    let every = (objective.items() / opts.batch_size.max(1) / 20).max(1);
-    let summary = quarry_tune::train(&encoder, &objective, &opts, &out, args.train.resume, &Printer { every })?;
-    report(&summary, &out, "--reranker");
-    let validate = |dir: &Path| objective.validate(&Encoder::load(dir, true, 0)?);
-    register(settings, &args.output, "reranker", id, &out, &base, (&data.0, data.1), &summary, &validate)?;
-    Ok(ExitCode::SUCCESS)
+    job.fit(&objective, objective.items(), &opts)
 }
