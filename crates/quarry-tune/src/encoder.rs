@@ -8,26 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use serde::Deserialize;
+use quarry_models::bert::BertConfig;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EncoderConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub intermediate_size: usize,
-    pub max_position_embeddings: usize,
-    #[serde(default = "default_eps")]
-    pub layer_norm_eps: f64,
-}
-
-fn default_eps() -> f64 {
-    1e-12
-}
 
 struct Linear {
     w: Var,
@@ -78,7 +62,7 @@ struct Head {
 }
 
 pub struct Encoder {
-    pub config: EncoderConfig,
+    pub config: BertConfig,
     word: Var,
     position: Var,
     token_type: Var,
@@ -111,7 +95,7 @@ impl Encoder {
     /// file (or fresh) and a classifier initialised small and seeded.
     pub fn load(dir: &Path, with_head: bool, seed: u64) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config: EncoderConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Model {
+        let config: BertConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::Model {
             path: config_path.clone(),
             message: format!("not a BERT config: {e}"),
         })?;
@@ -251,10 +235,6 @@ impl Encoder {
             tokenizer,
             source: dir.to_path_buf(),
         })
-    }
-
-    pub fn vars(&self) -> Vec<Var> {
-        self.params.iter().map(|(_, v)| v.clone()).collect()
     }
 
     pub fn named_vars(&self) -> &[(String, Var)] {
