@@ -153,6 +153,9 @@ pub struct GeneratorConfig {
     pub model: String,
     /// Local: threads for the model (default: every core).
     pub threads: Option<usize>,
+    /// Local: a LoRA adapter directory (PEFT layout, e.g. written by `quarry tune generator`) applied on top
+    /// of `model`. Unset: the registry's current generator adapter, if any; "none": no adapter.
+    pub adapter: Option<String>,
     /// Overrides the context window the model declares (e.g. to save memory).
     pub context_window: Option<usize>,
     pub sampling: Sampling,
@@ -177,6 +180,7 @@ impl Default for GeneratorConfig {
             kind: GeneratorKind::Extractive,
             model: "SmolLM2-135M-Instruct".into(),
             threads: None,
+            adapter: None,
             context_window: None,
             sampling: Sampling::default(),
             max_context_tokens: 2048,

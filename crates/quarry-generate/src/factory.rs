@@ -19,6 +19,11 @@ pub fn language_model(cfg: &GeneratorConfig, model_cache: Option<&Path>) -> Resu
             let opts = LocalOptions {
                 threads: cfg.threads,
                 context_window: cfg.context_window,
+                adapter: cfg
+                    .adapter
+                    .as_deref()
+                    .filter(|a| !a.is_empty() && *a != "none")
+                    .map(std::path::PathBuf::from),
             };
             Some(Arc::new(LocalModel::load(&path, &opts)?))
         }

@@ -130,6 +130,7 @@ fn a_prompt_larger_than_the_window_is_refused() {
         &LocalOptions {
             context_window: Some(64),
             threads: Some(1),
+            adapter: None,
         },
     )
     .unwrap();

@@ -108,7 +108,7 @@ pub fn validate_dense(
     })
 }
 
-impl Objective for Contrastive {
+impl Objective<Encoder> for Contrastive {
     fn batches(&self, epoch: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         shuffle(&mut order, seed.wrapping_add(epoch as u64 * 7919));

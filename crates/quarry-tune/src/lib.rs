@@ -4,6 +4,8 @@
 //! Models are trained with candle's autograd and saved in the layout the inference code in `quarry-models`
 //! loads, so a tuned model is used exactly like a downloaded one.
 
+pub mod causal;
+pub mod chat;
 pub mod contrastive;
 pub mod data;
 pub mod encoder;

@@ -95,7 +95,7 @@ pub fn validate_cross(encoder: &Encoder, set: &TrainingSet, max_len: usize) -> R
     })
 }
 
-impl Objective for CrossObjective {
+impl Objective<Encoder> for CrossObjective {
     fn batches(&self, epoch: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         shuffle(&mut order, seed.wrapping_add(epoch as u64 * 7919));

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use candle_core::Var;
+
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::optim::{learning_rate, AdamW, Gradients};
@@ -65,13 +67,40 @@ pub struct Validation {
     pub per_query: Vec<f64>,
 }
 
-/// What is trained: how an epoch is cut into micro-batches, the loss of one, and how a model is validated.
-pub trait Objective {
+/// A model the training loop can optimise, checkpoint and save: an encoder, or an adapter on a frozen model.
+pub trait Trainable {
+    /// The trained parameters, by name.
+    fn named_vars(&self) -> &[(String, Var)];
+    /// Writes the usable result (a model directory, or an adapter directory) to `dir`.
+    fn save(&self, dir: &Path) -> Result<()>;
+    /// Writes the trained parameters alone (checkpoints).
+    fn save_weights(&self, path: &Path) -> Result<()>;
+    fn load_weights(&self, path: &Path) -> Result<()>;
+}
+
+impl Trainable for Encoder {
+    fn named_vars(&self) -> &[(String, Var)] {
+        Encoder::named_vars(self)
+    }
+    fn save(&self, dir: &Path) -> Result<()> {
+        Encoder::save(self, dir)
+    }
+    fn save_weights(&self, path: &Path) -> Result<()> {
+        Encoder::save_weights(self, path)
+    }
+    fn load_weights(&self, path: &Path) -> Result<()> {
+        Encoder::load_weights(self, path)
+    }
+}
+
+/// What is trained: how an epoch is cut into micro-batches, the loss of one, and how a model is validated
+/// (higher is better).
+pub trait Objective<M: ?Sized> {
     /// Micro-batches of item indices for an epoch, deterministic in (epoch, seed).
     fn batches(&self, epoch: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>>;
     /// Adds the gradients of a micro-batch's loss to `grads` (as one micro-batch) and returns the loss.
-    fn accumulate(&self, encoder: &Encoder, batch: &[usize], epoch: usize, grads: &mut Gradients) -> Result<f64>;
-    fn validate(&self, encoder: &Encoder) -> Result<Validation>;
+    fn accumulate(&self, model: &M, batch: &[usize], epoch: usize, grads: &mut Gradients) -> Result<f64>;
+    fn validate(&self, model: &M) -> Result<Validation>;
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -130,9 +159,9 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 
 /// Trains `encoder` on `objective`, writing the best model to `out` (a complete model directory) and a
 /// checkpoint to `out/checkpoint`. With `resume`, continues from that checkpoint.
-pub fn train(
-    encoder: &Encoder,
-    objective: &dyn Objective,
+pub fn train<M: Trainable + ?Sized>(
+    encoder: &M,
+    objective: &dyn Objective<M>,
     opts: &TrainOptions,
     out: &Path,
     resume: bool,

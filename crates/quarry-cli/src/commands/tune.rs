@@ -367,7 +367,7 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn fit(&self, objective: &dyn Objective, items: usize, opts: &TrainOptions) -> Result<ExitCode> {
+    fn fit(&self, objective: &dyn Objective<quarry_tune::Encoder>, items: usize, opts: &TrainOptions) -> Result<ExitCode> {
         let (id, out) = output(self.settings, self.output, self.kind)?;
         let encoder = Encoder::load(self.base, self.with_head, opts.seed)?;
         let every = (items / opts.batch_size.max(1) / 20).max(1);

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::attention::{attend, swiglu};
 use super::gemm::QActs;
 use super::gguf::{Gguf, TensorInfo};
+use super::lora::{LoraAdapter, Module};
 use super::quant::{dequantize, QMatrix};
 use crate::error::{Error, Result};
 
@@ -46,6 +47,8 @@ pub struct Llama {
     output: Option<QMatrix>,
     /// cos/sin of each rotary frequency, per position (filled lazily up to the longest sequence).
     rope_freqs: Vec<f32>,
+    /// A LoRA adapter applied on top of the weights.
+    lora: Option<LoraAdapter>,
 }
 
 /// Keys and values of every processed position, per layer and kv head (each head's positions
@@ -113,8 +116,9 @@ impl KvCache {
     }
 }
 
-impl Llama {
-    pub fn from_gguf(g: &Gguf) -> Result<Llama> {
+impl LlamaConfig {
+    /// The shape of a llama-family GGUF model, from its metadata.
+    pub fn from_gguf(g: &Gguf) -> Result<LlamaConfig> {
         let bad = |message: String| Error::Invalid {
             path: g.path.clone(),
             message,
@@ -138,7 +142,7 @@ impl Llama {
             )));
         }
         let head_dim = dim / heads;
-        let cfg = LlamaConfig {
+        Ok(LlamaConfig {
             layers: g.u64(&key("block_count"))? as usize,
             dim,
             ffn: g.u64(&key("feed_forward_length"))? as usize,
@@ -159,7 +163,26 @@ impl Llama {
                 .unwrap_or(1e-5) as f32,
             context: g.u64(&key("context_length"))? as usize,
             vocab: g.strings("tokenizer.ggml.tokens")?.len(),
+        })
+    }
+
+    /// The rotary frequencies, one per pair of rotated values.
+    pub fn rope_freqs(&self) -> Vec<f32> {
+        let half = self.rope_dim / 2;
+        (0..half)
+            .map(|i| self.rope_base.powf(-((2 * i) as f32) / self.rope_dim as f32))
+            .collect()
+    }
+}
+
+impl Llama {
+    pub fn from_gguf(g: &Gguf) -> Result<Llama> {
+        let bad = |message: String| Error::Invalid {
+            path: g.path.clone(),
+            message,
         };
+        let cfg = LlamaConfig::from_gguf(g)?;
+        let (dim, kv_heads, head_dim) = (cfg.dim, cfg.kv_heads, cfg.head_dim);
         let tensor = |name: &str| -> Result<&TensorInfo> {
             g.tensors
                 .get(name)
@@ -223,10 +246,7 @@ impl Llama {
             true => Some(matrix("output.weight", cfg.vocab, dim)?),
             false => None,
         };
-        let half = cfg.rope_dim / 2;
-        let rope_freqs = (0..half)
-            .map(|i| cfg.rope_base.powf(-((2 * i) as f32) / cfg.rope_dim as f32))
-            .collect();
+        let rope_freqs = cfg.rope_freqs();
         Ok(Llama {
             norm: vector("output_norm.weight", dim)?,
             cfg,
@@ -234,7 +254,17 @@ impl Llama {
             layers,
             output,
             rope_freqs,
+            lora: None,
         })
+    }
+
+    /// Applies `adapter` (read for this model's shape) from the next forward pass on; None removes it.
+    pub fn set_adapter(&mut self, adapter: Option<LoraAdapter>) {
+        self.lora = adapter;
+    }
+
+    pub fn adapter(&self) -> Option<&LoraAdapter> {
+        self.lora.as_ref()
     }
 
     pub fn kv_dim(&self) -> usize {
@@ -289,6 +319,13 @@ impl Llama {
             rms_norm_rows(&w.x, &layer.attn_norm, c.eps, &mut w.h, dim);
             w.acts.quantize(&w.h, dim);
             layer.qkv.matmul(&w.acts, &mut w.qkv);
+            if let Some(a) = &self.lora {
+                for (m, offset) in [(Module::Q, 0), (Module::K, dim), (Module::V, dim + kv_dim)] {
+                    if let Some(p) = a.get(li, m) {
+                        p.apply(&w.h, &mut w.qkv, qkv_w, offset);
+                    }
+                }
+            }
             let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
             for (t, row) in w.qkv.chunks_exact_mut(qkv_w).enumerate() {
                 let cs = &w.rope[t * half..(t + 1) * half];
@@ -312,12 +349,22 @@ impl Llama {
             });
             w.acts.quantize(&w.att, dim);
             layer.wo.matmul(&w.acts, &mut w.o);
+            if let Some(p) = self.lora.as_ref().and_then(|a| a.get(li, Module::O)) {
+                p.apply(&w.att, &mut w.o, dim, 0);
+            }
             add(&mut w.x, &w.o);
 
             rms_norm_rows(&w.x, &layer.ffn_norm, c.eps, &mut w.h, dim);
             w.acts.quantize(&w.h, dim);
             layer.gate_up.matmul(&w.acts, &mut w.gu);
             let ffn = c.ffn;
+            if let Some(a) = &self.lora {
+                for (m, offset) in [(Module::Gate, 0), (Module::Up, ffn)] {
+                    if let Some(p) = a.get(li, m) {
+                        p.apply(&w.h, &mut w.gu, 2 * ffn, offset);
+                    }
+                }
+            }
             w.g.par_chunks_mut(ffn)
                 .zip(w.gu.par_chunks(2 * ffn))
                 .for_each(|(g, gu)| {
@@ -326,6 +373,9 @@ impl Llama {
                 });
             w.acts.quantize(&w.g, ffn);
             layer.down.matmul(&w.acts, &mut w.o);
+            if let Some(p) = self.lora.as_ref().and_then(|a| a.get(li, Module::Down)) {
+                p.apply(&w.g, &mut w.o, dim, 0);
+            }
             add(&mut w.x, &w.o);
         }
         cache.len += n;

@@ -8,6 +8,7 @@ use quarry_core::{Completion, FinishReason, LanguageModel, Message, Sampling, To
 
 use super::gguf::Gguf;
 use super::llama::{KvCache, Llama};
+use super::lora::LoraAdapter;
 use super::sampler::Sampler;
 use super::template::ChatTemplate;
 use super::tokenizer::{GgufTokenizer, TextStream};
@@ -22,6 +23,8 @@ pub struct LocalOptions {
     pub threads: Option<usize>,
     /// A smaller window than the model's own (saves memory; never larger).
     pub context_window: Option<usize>,
+    /// A LoRA adapter directory (PEFT layout) applied on top of the model.
+    pub adapter: Option<PathBuf>,
 }
 
 pub struct LocalModel {
@@ -40,7 +43,15 @@ pub struct LocalModel {
 impl LocalModel {
     pub fn load(path: &Path, opts: &LocalOptions) -> Result<LocalModel> {
         let g = Gguf::open(path)?;
-        let llama = Llama::from_gguf(&g)?;
+        let mut llama = Llama::from_gguf(&g)?;
+        let mut adapter_id = String::new();
+        if let Some(dir) = &opts.adapter {
+            let adapter = LoraAdapter::load(dir, &llama.cfg)?;
+            let size = std::fs::metadata(dir.join(super::lora::ADAPTER_WEIGHTS)).map_or(0, |m| m.len());
+            let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            adapter_id = format!("+lora:{name}@{size}");
+            llama.set_adapter(Some(adapter));
+        }
         let tokenizer = GgufTokenizer::from_gguf(&g)?;
         let name = |id: Option<u32>| {
             id.and_then(|i| tokenizer.tokens.get(i as usize))
@@ -67,7 +78,7 @@ impl LocalModel {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let cache = llama.new_cache();
         Ok(LocalModel {
-            id: format!("{stem}@{size}"),
+            id: format!("{stem}@{size}{adapter_id}"),
             path: path.to_path_buf(),
             llama,
             tokenizer,
@@ -88,6 +99,14 @@ impl LocalModel {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn llama(&self) -> &Llama {
+        &self.llama
     }
 
     /// The prompt's token ids: the chat template rendered, then tokenised with its control tokens.

@@ -19,6 +19,7 @@ pub mod gemm;
 pub mod gguf;
 pub mod llama;
 pub mod local;
+pub mod lora;
 pub mod quant;
 pub mod sampler;
 pub mod template;
