@@ -34,6 +34,10 @@ pub struct Cli {
     /// First-stage candidates the reranker rescores (overrides `model.rerank_top_n`).
     #[arg(long, global = true)]
     pub rerank_top_n: Option<usize>,
+    /// LoRA adapter for the local generator, overriding `generator.adapter` in the config: a directory written
+    /// by `quarry tune generator` (or by PEFT), or "none" (env QUARRY_ADAPTER).
+    #[arg(long, global = true, env = "QUARRY_ADAPTER")]
+    pub adapter: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,6 +99,13 @@ pub enum TuneCommand {
     /// Train a cross-encoder reranker (initialised from a BERT model such as the embedder) on the same
     /// kinds of data, with mined hard negatives; use it with `--reranker DIR`.
     Reranker(TuneRerankerArgs),
+    /// Train a LoRA adapter for the local GGUF generator from chat examples (JSONL of {"messages": [...]}),
+    /// to teach an answer format, tone or vocabulary; use it with `--adapter DIR`.
+    Generator(TuneGeneratorArgs),
+    /// Write chat training examples for `tune generator` from an eval set: each question's prompt is built
+    /// by the real RAG pipeline (retrieval, context assembly, the configured prompt) and the reply from its
+    /// gold answer.
+    GeneratorData(GeneratorDataArgs),
     /// The model registry: every trained version, its data, settings and validation, and which is current.
     Status {
         #[arg(long)]
@@ -163,8 +174,12 @@ pub struct TuneRerankerArgs {
 #[derive(Debug, Args)]
 pub struct TrainingData {
     /// A BEIR-layout folder: its `--split` qrels are the labels.
-    #[arg(long, conflicts_with_all = ["evalset", "pairs"])]
+    #[arg(long, conflicts_with_all = ["evalset", "pairs", "from_log"])]
     pub dataset: Option<PathBuf>,
+    /// The server's query log (DATA_DIR/query-log.jsonl): questions whose answers got a thumbs-up, with the
+    /// passages they cited as positives (read from this data directory's index) — the data flywheel.
+    #[arg(long, conflicts_with_all = ["evalset", "pairs"])]
+    pub from_log: Option<PathBuf>,
     #[arg(long, default_value = "train")]
     pub split: String,
     /// An eval set JSONL (questions with gold_doc_ids, e.g. from `quarry eval synth`); needs --corpus.
@@ -191,13 +206,15 @@ pub struct TrainingData {
 pub struct TrainingFlags {
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Examples per micro-batch (default: 32 for the embedder and reranker, 4 conversations for adapters).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     pub accumulate: usize,
-    #[arg(long, default_value_t = 2e-5)]
-    pub lr: f64,
+    /// Peak learning rate (default: 2e-5 for the embedder and reranker, 2e-4 for adapters).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Share of the steps spent warming up.
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
@@ -219,6 +236,64 @@ pub struct TrainingFlags {
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneGeneratorArgs {
+    /// Chat examples: JSONL, one {"messages": [{"role": "system|user|assistant", "content": ...}]} per line.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation conversations (default: --val-fraction of --data held out).
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Refuse to train on fewer conversations than this.
+    #[arg(long, default_value_t = 20)]
+    pub min_examples: usize,
+    #[command(flatten)]
+    pub train: TrainingFlags,
+    #[command(flatten)]
+    pub output: OutputFlags,
+    /// The GGUF model to adapt (default: generator.model in the config).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Projections to adapt, comma-separated: q, k, v, o, gate, up, down (or their *_proj names).
+    #[arg(long, default_value = "q,k,v,o,gate,up,down")]
+    pub modules: String,
+    /// Conversations longer than this many tokens are left out (and counted).
+    #[arg(long, default_value_t = 1024)]
+    pub max_len: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct GeneratorDataArgs {
+    /// The eval set (JSONL; `quarry eval convert` writes one from PubMedQA or BEIR).
+    pub evalset: PathBuf,
+    /// The corpus its documents are in (indexed once, cached), else the data directory's index.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Only items whose metadata `split` is this (e.g. PubMedQA's dev_or_train; never train on test).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// What the reply is: "decision" (a JSON object with the item's yes/no/maybe decision, a one-sentence
+    /// rationale from the gold answer and the numbers of the gold sources) or "answer" (the gold answer
+    /// with the gold sources cited).
+    #[arg(long, default_value = "decision")]
+    pub target: String,
+    /// Passages retrieved per question.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -14,8 +14,10 @@ use crate::args::{Cli, QueryOpts};
 pub struct Settings {
     pub data_dir: PathBuf,
     pub config: Config,
-    /// The backend and where it lives: `--store`, else `store` in the config, else the data directory.
+    /// Where the index in use lives: the active generation of `base_store` (see `generation`).
     pub store: StoreLocation,
+    /// The backend and where it lives: `--store`, else `store` in the config, else the data directory.
+    pub base_store: StoreLocation,
 }
 
 impl Settings {
@@ -34,6 +36,12 @@ impl Settings {
             None => Config::default(),
         };
         let mut config = config;
+        let base_store = StoreLocation::resolve(cli.store.as_deref().or(config.store.as_deref()), &cli.data_dir);
+        // After an embedder promotion, the active generation's index and the embedder that built it.
+        let generation = crate::generation::active(&cli.data_dir, &base_store)?;
+        if let Some(g) = &generation {
+            config.model.embedder = crate::generation::embedder_path(&cli.data_dir, g).display().to_string();
+        }
         if let Some(e) = &cli.embedder {
             config.model.embedder = e.clone();
         }
@@ -43,12 +51,19 @@ impl Settings {
         if let Some(n) = cli.rerank_top_n {
             config.model.rerank_top_n = n;
         }
+        if let Some(a) = &cli.adapter {
+            config.generator.adapter = Some(if a.is_empty() { "none".to_string() } else { a.clone() });
+        }
         config.validate()?;
-        let store = StoreLocation::resolve(cli.store.as_deref().or(config.store.as_deref()), &cli.data_dir);
+        let store = match &generation {
+            Some(g) => base_store.scoped(&g.scope),
+            None => base_store.clone(),
+        };
         Ok(Settings {
             data_dir: cli.data_dir.clone(),
             config,
             store,
+            base_store,
         })
     }
 
@@ -58,13 +73,7 @@ impl Settings {
 
     /// The configured cross-encoder reranker, else the registry's current one (DATA_DIR/models), if any.
     pub fn reranker(&self) -> Result<Option<Arc<CrossEncoder>>> {
-        let promoted = || -> Option<String> {
-            if !self.data_dir.join("models").join("registry.json").is_file() {
-                return None;
-            }
-            let reg = quarry_tune::registry::Registry::open(&self.data_dir.join("models")).ok()?;
-            Some(reg.current("reranker").ok()??.dir.display().to_string())
-        };
+        let promoted = || self.promoted("reranker").map(|v| v.dir.display().to_string());
         let name = match &self.config.model.reranker {
             Some(n) if n == "none" => return Ok(None),
             Some(n) => n.clone(),
@@ -78,6 +87,15 @@ impl Settings {
         let model = CrossEncoder::load(&dir, self.config.model.max_seq_len, self.config.model.batch_size)
             .with_context(|| format!("loading the reranker {name}"))?;
         Ok(Some(Arc::new(model)))
+    }
+
+    /// The current version of `kind` in the registry (DATA_DIR/models), if there is one.
+    pub fn promoted(&self, kind: &str) -> Option<quarry_tune::registry::ModelVersion> {
+        if !self.data_dir.join("models").join("registry.json").is_file() {
+            return None;
+        }
+        let reg = quarry_tune::registry::Registry::open(&self.data_dir.join("models")).ok()?;
+        reg.current(kind).ok()?
     }
 
     /// A retriever over `index`, with the configured reranking stage.

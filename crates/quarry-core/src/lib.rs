@@ -2,7 +2,7 @@
 //! citations; the traits at the seams (`Embedder`, `TokenCounter`, `Index`, `Generator`); the shared
 //! error type and the configuration schema.
 //!
-//! This crate owns no I/O and no runtime: it depends only on `serde` and `thiserror`, so any crate
+//! This crate owns no I/O and no runtime: it depends only on `serde`, `serde_json` and `thiserror`, so any crate
 //! (or a third-party backend) can implement Quarry's traits without pulling the rest in.
 //!
 //! ```
@@ -22,6 +22,7 @@ pub mod generator;
 pub mod hit;
 pub mod index;
 pub mod llm;
+pub mod querylog;
 pub mod text;
 pub mod vector;
 

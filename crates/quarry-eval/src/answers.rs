@@ -99,7 +99,9 @@ impl AnswerReport {
 }
 
 /// Metric names, in the order reports show them.
-pub const METRICS: [&str; 12] = [
+pub const METRICS: [&str; 14] = [
+    "decision_accuracy",
+    "format_adherence",
     "faithfulness",
     "answer_relevance",
     "context_precision",
@@ -172,6 +174,13 @@ fn one_item(
         r.scores.insert("rouge_l".into(), rouge_l(&r.answer, gold));
         r.scores
             .insert("semantic_similarity".into(), similarity(embedder, &r.answer, gold)?);
+    }
+    if let Some(gold) = item.metadata.get("decision").and_then(|d| d.as_str()) {
+        let reading = crate::decision::read_decision(&answer.answer);
+        let right = reading.decision.is_some_and(|d| d.eq_ignore_ascii_case(gold.trim()));
+        r.scores.insert("decision_accuracy".into(), f64::from(u8::from(right)));
+        r.scores
+            .insert("format_adherence".into(), f64::from(u8::from(reading.format_ok)));
     }
     if let Some(ragas) = ragas {
         let contexts: Vec<String> = r.contexts.iter().map(|c| c.text.clone()).collect();

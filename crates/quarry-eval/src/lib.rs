@@ -13,6 +13,7 @@ pub mod agreement;
 pub mod answers;
 pub mod beir;
 pub mod compare;
+pub mod decision;
 pub mod error;
 pub mod evalset;
 pub mod html;

@@ -117,6 +117,7 @@ both_backends!(
     filters_apply_inside_lexical_and_vector_search,
     a_store_built_with_another_model_is_refused,
     a_failed_batch_writes_nothing,
+    reembedding_copies_every_document_continues_and_removes_what_is_gone,
 );
 
 fn embedder() -> HashEmbedder {
@@ -669,4 +670,76 @@ fn postgres_migrations_are_recorded_and_applied_once() {
         err.contains("is at version 99, newer than this build knows (1)"),
         "{err}"
     );
+}
+
+/// The copy behind a blue/green embedder switch: everything stored in one index is copied into another with
+/// another model's vectors and the same content hashes; a second run only catches up.
+fn reembedding_copies_every_document_continues_and_removes_what_is_gone(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let blue_store = Store::new(backend, tmp.path(), "reembed_blue");
+    let green_tmp = tempfile::tempdir().unwrap();
+    let green_store = Store::new(backend, green_tmp.path(), "reembed_green");
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(
+        corpus.join("a.md"),
+        "# Apples\nApples are red fruit.\n\n## Storage\nKeep apples cool.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.join("b.txt"),
+        "Bananas are yellow and grow in tropical climates.",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.join("c.jsonl"),
+        "{\"_id\":\"c1\",\"text\":\"Cherries are small stone fruit.\"}\n{\"_id\":\"c2\",\"text\":\"Dates grow on palms.\"}\n",
+    )
+    .unwrap();
+    let blue = blue_store.open();
+    assert!(ingest(blue.as_ref(), &[&corpus]).errors.is_empty());
+    let other = HashEmbedder::new(32);
+    let green = green_store.open_as(Some(other.model_id())).unwrap();
+    let copy = |green: &dyn Index| quarry_ingest::reembed(blue.as_ref(), green, &other, 2, &|_, _| {}).unwrap();
+
+    let done = copy(green.as_ref());
+    let (b, g) = (blue.stats().unwrap(), green.stats().unwrap());
+    assert_eq!((done.written, done.kept, done.removed), (b.documents, 0, 0));
+    assert_eq!((g.documents, g.chunks, g.sources), (b.documents, b.chunks, b.sources));
+    assert_eq!((g.dimension, g.model_id.as_deref()), (Some(32), Some(other.model_id())));
+    assert_consistent(green.as_ref());
+    for id in ["c1", "c2"] {
+        assert_eq!(blue.document_version(id).unwrap(), green.document_version(id).unwrap());
+    }
+    let q = other.embed_query("Dates grow on palms.").unwrap();
+    assert_eq!(green.vector_search(&q, None, 1).unwrap()[0].doc_id, "c2");
+
+    // Already copied: nothing is embedded again (an interrupted copy continues the same way).
+    let again = copy(green.as_ref());
+    assert_eq!((again.written, again.kept, again.chunks), (0, b.documents, 0));
+
+    // The blue index moves on: a changed file, a deleted file. The next copy catches up.
+    std::fs::write(corpus.join("b.txt"), "Blueberries are blue and grow on shrubs.").unwrap();
+    std::fs::remove_file(corpus.join("a.md")).unwrap();
+    assert!(ingest(blue.as_ref(), &[&corpus]).errors.is_empty());
+    let done = copy(green.as_ref());
+    assert_eq!((done.written, done.removed), (1, 1), "{done:?}");
+    let g = green.stats().unwrap();
+    assert_eq!((g.documents, g.chunks), (3, blue.stats().unwrap().chunks));
+    assert_consistent(green.as_ref());
+    assert!(lexical_docs(green.as_ref(), "apples").is_empty());
+
+    // Content hashes do not depend on the model: ingesting into the copy with its own model finds the
+    // unchanged record unchanged.
+    std::fs::write(
+        corpus.join("c.jsonl"),
+        "{\"_id\":\"c1\",\"text\":\"Cherries are small stone fruit.\"}\n{\"_id\":\"c2\",\"text\":\"Figs grow on trees.\"}\n",
+    )
+    .unwrap();
+    let cfg = ChunkingConfig {
+        max_tokens: 40,
+        overlap_tokens: 5,
+    };
+    let s = Ingestor::new(green.as_ref(), &other, cfg).ingest_paths(&[corpus.clone()], &Silent);
+    assert_eq!((s.documents_updated, s.documents_unchanged), (1, 2), "{s:?}");
 }

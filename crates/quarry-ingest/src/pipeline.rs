@@ -86,8 +86,10 @@ pub struct Ingestor<'a> {
 
 impl<'a> Ingestor<'a> {
     pub fn new(index: &'a dyn Index, embedder: &'a dyn Embedder, chunking: ChunkingConfig) -> Self {
+        // The embedding model is not part of it: an index holds one model's vectors (it refuses another), and
+        // chunks do not depend on the model, so a re-index with a new model (`reindex::reembed`) keeps the
+        // hashes and a later sync finds nothing changed.
         let settings = serde_json::json!({
-            "model": embedder.model_id(),
             "max_tokens": chunking.max_tokens,
             "overlap_tokens": chunking.overlap_tokens,
             "chunker": 2,

@@ -478,7 +478,16 @@ fn header(n: usize, title: Option<&str>, source: &str, section: &[String], page:
     if let Some(p) = page {
         location.push(format!("p. {p}"));
     }
-    let name = title.unwrap_or_else(|| one_line(source));
+    // Without a title, the source; an absolute path is cut to its file name, which says as much to the model in
+    // fewer tokens and does not show where the file lives.
+    let name = title.unwrap_or_else(|| {
+        let absolute = source.starts_with('/') || source.get(1..3) == Some(":\\");
+        let shown = match absolute {
+            true => source.rsplit(['/', '\\']).find(|s| !s.is_empty()).unwrap_or(source),
+            false => source,
+        };
+        one_line(shown)
+    });
     let mut out = format!("[{n}] {name}");
     if !location.is_empty() {
         out.push_str(" — ");
@@ -786,6 +795,8 @@ mod tests {
             (Some("Guide"), "g.md", &[], None, "[3] Guide"),
             (None, "docs/g.md", &["Install"], None, "[3] docs/g.md — Install"),
             (None, "report.pdf", &[], Some(7), "[3] report.pdf — p. 7"),
+            (None, "/srv/data/corpus.jsonl", &[], None, "[3] corpus.jsonl"),
+            (None, "C:\\data\\notes.txt", &[], None, "[3] notes.txt"),
             (Some("Guide"), "g.md", &["Guide", "Use"], None, "[3] Guide — Use"),
             (Some("  "), "g.md", &["A\nB"], None, "[3] g.md — A B"),
         ];

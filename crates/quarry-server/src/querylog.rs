@@ -1,5 +1,6 @@
-//! The query log: one JSON line per question answered (question, retrieved chunk ids, answer,
-//! latency) and one per piece of feedback on it, appended to `DATA_DIR/query-log.jsonl`.
+//! The query log: one JSON line per question answered (question, retrieved and cited chunk ids, answer,
+//! latency) and one per piece of feedback on it, appended to `DATA_DIR/query-log.jsonl` (the record types are
+//! `quarry_core::querylog`'s).
 //!
 //! Append-only, so a crash loses at most the line being written; [`read`] joins feedback onto its
 //! query for evaluation and fine-tuning (the training-data flywheel).
@@ -9,75 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use quarry_core::Timings;
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Retrieved {
-    pub doc_id: String,
-    pub chunk_id: u64,
-    pub score: f32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QueryRecord {
-    pub id: String,
-    /// Seconds since the Unix epoch.
-    pub time: u64,
-    /// `search`, `ask` or `chat`.
-    pub endpoint: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    pub question: String,
-    pub retrieved: Vec<Retrieved>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<String>,
-    #[serde(default)]
-    pub abstained: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator: Option<String>,
-    pub latency_ms: f64,
-    #[serde(default)]
-    pub timings: Timings,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rating {
-    Up,
-    Down,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeedbackRecord {
-    pub query_id: String,
-    pub time: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    pub rating: Rating,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-/// One line of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LogLine {
-    Query(Box<QueryRecord>),
-    Feedback(FeedbackRecord),
-}
-
-/// A logged query with the feedback given on it, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoggedQuery {
-    #[serde(flatten)]
-    pub query: QueryRecord,
-    pub feedback: Vec<FeedbackRecord>,
-}
+pub use quarry_core::querylog::{FeedbackRecord, LogLine, LoggedQuery, QueryRecord, Rating, Retrieved};
 
 pub struct QueryLog {
     path: PathBuf,
@@ -143,35 +78,19 @@ impl QueryLog {
     }
 }
 
-fn read_lines(path: &Path) -> Result<Vec<LogLine>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Internal(format!("{}: {e}", path.display()))),
-    };
-    // A torn last line (a crash mid-write) is skipped rather than making the whole log unreadable.
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+fn read_text(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::Internal(format!("{}: {e}", path.display()))),
+    }
 }
 
-/// Every logged query with its feedback attached, in the order asked.
+fn read_lines(path: &Path) -> Result<Vec<LogLine>> {
+    Ok(quarry_core::querylog::parse_lines(&read_text(path)?))
+}
+
+/// Every logged query with its feedback attached, in the order asked (a missing log is an empty one).
 pub fn read(path: &Path) -> Result<Vec<LoggedQuery>> {
-    let mut out: Vec<LoggedQuery> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for line in read_lines(path)? {
-        match line {
-            LogLine::Query(q) => {
-                at.insert(q.id.clone(), out.len());
-                out.push(LoggedQuery {
-                    query: *q,
-                    feedback: Vec::new(),
-                });
-            }
-            LogLine::Feedback(f) => {
-                if let Some(&i) = at.get(&f.query_id) {
-                    out[i].feedback.push(f);
-                }
-            }
-        }
-    }
-    Ok(out)
+    Ok(quarry_core::querylog::parse(&read_text(path)?))
 }

@@ -107,7 +107,9 @@ impl CausalLm {
             message,
         };
         if spec.rank == 0 || spec.modules.is_empty() {
-            return Err(model_err("a LoRA adapter needs a rank ≥ 1 and at least one module".into()));
+            return Err(model_err(
+                "a LoRA adapter needs a rank ≥ 1 and at least one module".into(),
+            ));
         }
         let g = Gguf::open(gguf).map_err(|e| model_err(e.to_string()))?;
         let cfg = LlamaConfig::from_gguf(&g).map_err(|e| model_err(e.to_string()))?;
@@ -133,7 +135,15 @@ impl CausalLm {
         let mut blocks = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
-            let names = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+            let names = [
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ];
             let mut proj = Vec::with_capacity(7);
             for (m, name) in Module::ALL.iter().zip(names) {
                 let (rows, cols) = m.shape(&cfg);
@@ -188,6 +198,71 @@ impl CausalLm {
             rope_freqs,
             cfg,
         })
+    }
+
+    /// The base model with a saved adapter (PEFT layout) loaded, e.g. to validate or continue training it.
+    pub fn from_adapter(gguf: &Path, dir: &Path) -> Result<CausalLm> {
+        let config_path = dir.join(lora::ADAPTER_CONFIG);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Unreadable {
+            path: config_path.clone(),
+            source: e,
+        })?;
+        let config: AdapterConfig = serde_json::from_str(&text).map_err(|e| Error::Model {
+            path: config_path.clone(),
+            message: format!("not a PEFT adapter configuration: {e}"),
+        })?;
+        let modules = config.check().map_err(|message| Error::Model {
+            path: config_path.clone(),
+            message,
+        })?;
+        let spec = LoraSpec {
+            rank: config.r,
+            alpha: config.scale() * config.r as f64,
+            modules,
+        };
+        let lm = CausalLm::load(gguf, spec, 0)?;
+        let path = dir.join(lora::ADAPTER_WEIGHTS);
+        let map = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        for (name, var) in &lm.vars {
+            let t = map.get(name).ok_or_else(|| Error::Model {
+                path: path.clone(),
+                message: format!("no tensor {name}"),
+            })?;
+            let t = t.to_dtype(DType::F32)?;
+            if t.dims() != var.as_tensor().dims() {
+                return Err(Error::Model {
+                    path: path.clone(),
+                    message: format!(
+                        "tensor {name} has shape {:?}, expected {:?}",
+                        t.dims(),
+                        var.as_tensor().dims()
+                    ),
+                });
+            }
+            let t = match lm.rotary_heads_of(name) {
+                Some(h) => {
+                    let (rows, cols) = t.dims2()?;
+                    let v = t.flatten_all()?.to_vec1::<f32>()?;
+                    Tensor::from_vec(
+                        lora::permute_rows(&v, h, cols, Direction::HfToGguf),
+                        (rows, cols),
+                        &Device::Cpu,
+                    )?
+                }
+                None => t,
+            };
+            var.set(&t)?;
+        }
+        Ok(lm)
+    }
+
+    /// For the `B` matrix of a query or key adapter: the heads whose rows GGUF interleaves.
+    fn rotary_heads_of(&self, name: &str) -> Option<usize> {
+        self.spec
+            .modules
+            .iter()
+            .find(|m| name.contains(&format!(".{}.lora_B", m.name())))
+            .and_then(|&m| lora::rotary_heads(m, &self.cfg))
     }
 
     fn scale(&self) -> f64 {
@@ -262,7 +337,11 @@ impl CausalLm {
             let (k, v) = (repeat(k)?, repeat(v)?);
             let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
             let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let att = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((t, heads * hd))?;
+            let att = probs
+                .matmul(&v)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((t, heads * hd))?;
             x = (x + self.linear(&att, li, Module::O)?)?;
             let h = Self::rms(&x, &b.ffn_norm, c.eps)?;
             let gate = self.linear(&h, li, Module::Gate)?;
@@ -315,17 +394,15 @@ impl CausalLm {
         let mut out = Vec::with_capacity(self.vars.len());
         for (name, var) in &self.vars {
             let t = var.as_tensor().clone();
-            let heads = self
-                .spec
-                .modules
-                .iter()
-                .find(|m| name.contains(&format!(".{}.lora_B", m.name())))
-                .and_then(|&m| lora::rotary_heads(m, &self.cfg));
-            let t = match heads {
+            let t = match self.rotary_heads_of(name) {
                 Some(h) => {
                     let (rows, cols) = t.dims2()?;
                     let v = t.flatten_all()?.to_vec1::<f32>()?;
-                    Tensor::from_vec(lora::permute_rows(&v, h, cols, Direction::GgufToHf), (rows, cols), &Device::Cpu)?
+                    Tensor::from_vec(
+                        lora::permute_rows(&v, h, cols, Direction::GgufToHf),
+                        (rows, cols),
+                        &Device::Cpu,
+                    )?
                 }
                 None => t,
             };
@@ -344,19 +421,28 @@ impl CausalLm {
         let weights = dir.join(lora::ADAPTER_WEIGHTS);
         let tmp = dir.join(format!("{}.tmp", lora::ADAPTER_WEIGHTS));
         candle_core::safetensors::save(&tensors.into_iter().collect(), &tmp)?;
-        std::fs::rename(&tmp, &weights).map_err(|e| Error::Unwritable { path: weights, source: e })?;
+        std::fs::rename(&tmp, &weights).map_err(|e| Error::Unwritable {
+            path: weights,
+            source: e,
+        })?;
         let config = dir.join(lora::ADAPTER_CONFIG);
         let text = serde_json::to_string_pretty(&self.adapter_config()).map_err(|e| Error::Model {
             path: config.clone(),
             message: e.to_string(),
         })?;
-        std::fs::write(&config, text).map_err(|e| Error::Unwritable { path: config, source: e })
+        std::fs::write(&config, text).map_err(|e| Error::Unwritable {
+            path: config,
+            source: e,
+        })
     }
 
     /// Trained parameters as they are held (checkpoints).
     pub fn save_weights(&self, path: &Path) -> Result<()> {
-        let map: std::collections::HashMap<String, Tensor> =
-            self.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        let map: std::collections::HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
         candle_core::safetensors::save(&map, path)?;
         Ok(())
     }

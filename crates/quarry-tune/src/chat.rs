@@ -69,7 +69,10 @@ impl ChatSet {
                 if m.content.trim().is_empty() {
                     return Err(bad(i + 1, format!("an empty {} turn", m.role)));
                 }
-                msgs.push(Message { role, content: m.content });
+                msgs.push(Message {
+                    role,
+                    content: m.content,
+                });
             }
             if !msgs.iter().any(|m| m.role == Role::Assistant) {
                 return Err(bad(i + 1, "no assistant turn to learn from".into()));

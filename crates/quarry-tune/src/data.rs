@@ -135,6 +135,67 @@ impl TrainingSet {
         })
     }
 
+    /// The training-data flywheel: answered questions from the query log whose latest feedback is a thumbs-up,
+    /// with the passages the answer cited as their positives. `chunk_text` reads a cited chunk's text from the
+    /// index (None when it has since been deleted or changed: such citations are left out). Thumbs-down answers
+    /// are counted but not trained on: a bad answer may be the generator's fault, not retrieval's. Repeated
+    /// questions are merged.
+    pub fn from_log(
+        logged: &[quarry_core::querylog::LoggedQuery],
+        chunk_text: &dyn Fn(u64) -> Option<String>,
+        source: &str,
+    ) -> (Self, LogReport) {
+        use quarry_core::querylog::Rating;
+        let mut set = TrainingSet {
+            source: source.to_string(),
+            ..Default::default()
+        };
+        let mut report = LogReport {
+            questions: logged.len(),
+            ..Default::default()
+        };
+        for q in logged {
+            match q.verdict() {
+                Some(Rating::Up) => report.up += 1,
+                Some(Rating::Down) => {
+                    report.down += 1;
+                    continue;
+                }
+                None => continue,
+            }
+            if q.query.abstained || q.query.cited.is_empty() || q.query.question.trim().is_empty() {
+                report.uncited += 1;
+                continue;
+            }
+            let mut positives = Vec::new();
+            for c in &q.query.cited {
+                let id = format!("chunk:{}", c.chunk_id);
+                match set.corpus.contains_key(&id) {
+                    true => positives.push(id),
+                    false => match chunk_text(c.chunk_id) {
+                        Some(text) => {
+                            set.corpus.insert(id.clone(), text);
+                            positives.push(id);
+                        }
+                        None => report.missing_chunks += 1,
+                    },
+                }
+            }
+            positives.dedup();
+            if positives.is_empty() {
+                continue;
+            }
+            set.examples.push(Example {
+                query: q.query.question.clone(),
+                positives,
+                negatives: vec![],
+            });
+        }
+        report.merged = set.dedup();
+        report.examples = set.examples.len();
+        (set, report)
+    }
+
     /// A JSONL of pairs with inline texts. Passages get ids from their content, so one passage that is
     /// positive for several queries is one document.
     pub fn from_pairs(path: &Path) -> Result<Self> {
@@ -378,6 +439,24 @@ impl TrainingSet {
 /// A search for mining: (query, depth) → (document id, text), best first.
 pub type Search<'a> = dyn Fn(&str, usize) -> Result<Vec<(String, String)>> + 'a;
 
+/// What [`TrainingSet::from_log`] found in a query log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogReport {
+    /// Logged questions read.
+    pub questions: usize,
+    /// Rated thumbs-up (latest rating) and thumbs-down.
+    pub up: usize,
+    pub down: usize,
+    /// Thumbs-up answers without citations (or abstentions): nothing to learn retrieval from.
+    pub uncited: usize,
+    /// Cited chunks no longer in the index.
+    pub missing_chunks: usize,
+    /// Examples merged into another with the same question.
+    pub merged: usize,
+    /// Training examples made.
+    pub examples: usize,
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct MiningReport {
     pub mined: usize,
@@ -412,6 +491,84 @@ mod tests {
                 .collect(),
             corpus: docs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         }
+    }
+
+    #[test]
+    fn the_query_log_gives_examples_from_thumbs_up_answers_only() {
+        use quarry_core::querylog::{parse, FeedbackRecord, LogLine, QueryRecord, Rating, Retrieved};
+        let query = |id: &str, question: &str, cited: &[u64]| {
+            LogLine::Query(Box::new(QueryRecord {
+                id: id.into(),
+                time: 1,
+                endpoint: "ask".into(),
+                key_id: None,
+                tenant: None,
+                question: question.into(),
+                retrieved: vec![],
+                answer: Some("An answer [1].".into()),
+                abstained: false,
+                generator: None,
+                latency_ms: 5.0,
+                timings: Default::default(),
+                cited: cited
+                    .iter()
+                    .map(|&c| Retrieved {
+                        doc_id: format!("doc{c}"),
+                        chunk_id: c,
+                        score: 1.0,
+                    })
+                    .collect(),
+            }))
+        };
+        let rate = |id: &str, time: u64, rating: Rating| {
+            LogLine::Feedback(FeedbackRecord {
+                query_id: id.into(),
+                time,
+                key_id: None,
+                rating,
+                comment: None,
+            })
+        };
+        let lines = [
+            query("a", "What causes scurvy?", &[1, 2]),
+            rate("a", 10, Rating::Up),
+            query("b", "Is the sky green?", &[3]),
+            rate("b", 11, Rating::Down),
+            query("c", "Who wrote it?", &[4]),
+            query("d", "what causes scurvy? ", &[2, 5]),
+            rate("d", 12, Rating::Up),
+            query("e", "Changed its mind?", &[1]),
+            rate("e", 13, Rating::Up),
+            rate("e", 14, Rating::Down),
+            query("f", "Gone?", &[99]),
+            rate("f", 15, Rating::Up),
+        ];
+        let text: String = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect::<String>()
+            + "{\"type\": \"query\", \"id\": \"torn";
+        let logged = parse(&text);
+        assert_eq!(logged.len(), 6);
+        let texts = |id: u64| (id < 10).then(|| format!("passage {id}"));
+        let (set, report) = TrainingSet::from_log(&logged, &texts, "log");
+        // a and d ask the same thing: one example with both answers' cited passages.
+        assert_eq!(set.examples.len(), 1);
+        assert_eq!(set.examples[0].query, "What causes scurvy?");
+        assert_eq!(set.examples[0].positives, ["chunk:1", "chunk:2", "chunk:5"]);
+        assert_eq!(set.corpus["chunk:5"], "passage 5");
+        assert_eq!(
+            report,
+            LogReport {
+                questions: 6,
+                up: 3,
+                down: 2,
+                uncited: 0,
+                missing_chunks: 1,
+                merged: 1,
+                examples: 1,
+            }
+        );
     }
 
     #[test]

@@ -40,12 +40,21 @@ fn trainer_and_engine_agree_on_an_adapter_after_the_peft_round_trip() {
         if name.contains("lora_B") {
             let (r, c) = var.as_tensor().dims2().unwrap();
             let v = quarry_tune::encoder::small_normal(r * c, 100 + i as u64, 0.4);
-            var.set(&Tensor::from_vec(v, (r, c), &candle_core::Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(v, (r, c), &candle_core::Device::Cpu).unwrap())
+                .unwrap();
         }
     }
-    let tokens: Vec<u32> = vec![1, 9690, 198, 2683, 322, 253, 5356, 30, 2, 198, 1, 4093, 198, 57, 1848, 314];
+    let tokens: Vec<u32> = vec![
+        1, 9690, 198, 2683, 322, 253, 5356, 30, 2, 198, 1, 4093, 198, 57, 1848, 314,
+    ];
     let last = tokens.len() - 1;
-    let trained = lm.logits(&tokens, &[last]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let trained = lm
+        .logits(&tokens, &[last])
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     lm.save_adapter(dir.path()).unwrap();
@@ -73,7 +82,9 @@ fn an_adapter_trained_on_a_few_conversations_changes_what_the_model_says() {
     use quarry_tune::{train, Silent, TrainOptions};
 
     let path = gguf();
-    let topics = ["the moon", "bread", "rivers", "copper", "owls", "glass", "tea", "snow", "maps", "bees"];
+    let topics = [
+        "the moon", "bread", "rivers", "copper", "owls", "glass", "tea", "snow", "maps", "bees",
+    ];
     let jsonl: String = topics
         .iter()
         .map(|t| {
@@ -97,7 +108,13 @@ fn an_adapter_trained_on_a_few_conversations_changes_what_the_model_says() {
     let (val_t, _) = tokenize_all(&base, &val_set, 256).unwrap();
     // The loss covers the reply and its end-of-turn token only.
     let t = &train_t[0];
-    let learned: Vec<u32> = t.ids.iter().zip(&t.target).filter(|(_, &m)| m).map(|(&i, _)| i).collect();
+    let learned: Vec<u32> = t
+        .ids
+        .iter()
+        .zip(&t.target)
+        .filter(|(_, &m)| m)
+        .map(|(&i, _)| i)
+        .collect();
     assert_eq!(learned.last(), Some(&base.tokenizer().eos));
     assert!(base.tokenizer().decode(&learned).starts_with("VERDICT-7:"));
 

@@ -59,12 +59,25 @@ pub fn language_model(settings: &Settings, cfg: &GeneratorConfig) -> Result<Opti
     Ok(quarry_generate::language_model(cfg, cache)?)
 }
 
+/// The answering generator. A local model with no adapter configured gets the registry's current generator
+/// adapter when that adapter was trained for the same model file (judges and question writers, built by
+/// [`language_model`], never do).
 pub fn build_generator(
     settings: &Settings,
     cfg: GeneratorConfig,
     embedder: Arc<dyn Embedder>,
 ) -> Result<Box<dyn Generator>> {
     let cache = settings.config.model.cache_dir.as_deref().map(std::path::Path::new);
+    let mut cfg = cfg;
+    if cfg.kind == GeneratorKind::Local && cfg.adapter.is_none() {
+        if let Some(v) = settings.promoted("generator") {
+            let model = quarry_models::resolve_gguf(&cfg.model, cache)?;
+            if std::path::Path::new(&v.base).file_name() == model.file_name() {
+                eprintln!("using the generator adapter {} ({})", v.id, v.dir.display());
+                cfg.adapter = Some(v.dir.display().to_string());
+            }
+        }
+    }
     Ok(quarry_generate::from_config(&cfg, cache, embedder)?)
 }
 

@@ -120,6 +120,7 @@ pub fn run(settings: &Settings, g: Grid) -> Result<ExitCode> {
                 data_dir: settings.data_dir.clone(),
                 config,
                 store: settings.store.clone(),
+                base_store: settings.base_store.clone(),
             };
             let before = cached.counts();
             let (index, secs, was_cached) = cached_corpus_index(&s, &ds.corpus_path(), &ds.name, &cached)?;

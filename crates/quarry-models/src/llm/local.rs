@@ -48,7 +48,10 @@ impl LocalModel {
         if let Some(dir) = &opts.adapter {
             let adapter = LoraAdapter::load(dir, &llama.cfg)?;
             let size = std::fs::metadata(dir.join(super::lora::ADAPTER_WEIGHTS)).map_or(0, |m| m.len());
-            let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             adapter_id = format!("+lora:{name}@{size}");
             llama.set_adapter(Some(adapter));
         }

@@ -188,7 +188,10 @@ impl AdapterConfig {
             (self.use_dora, "use_dora (DoRA)"),
             (self.fan_in_fan_out, "fan_in_fan_out"),
             (self.bias != "none", "bias other than \"none\""),
-            (self.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()), "modules_to_save"),
+            (
+                self.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()),
+                "modules_to_save",
+            ),
             (
                 self.layers_to_transform.as_ref().is_some_and(|v| !v.is_null()),
                 "layers_to_transform",

@@ -237,6 +237,22 @@ pub fn log_query(
         generator: answer.map(|(_, g)| g.to_string()),
         latency_ms: timings.total_ms.unwrap_or_default(),
         timings: timings.clone(),
+        cited: answer.map_or_else(Vec::new, |(a, _)| {
+            let mut seen = std::collections::HashSet::new();
+            a.citations
+                .iter()
+                .filter(|c| seen.insert(c.chunk_id))
+                .map(|c| Retrieved {
+                    doc_id: c.doc_id.clone(),
+                    chunk_id: c.chunk_id,
+                    score: found
+                        .passages
+                        .iter()
+                        .find(|p| p.chunk.id == c.chunk_id)
+                        .map_or(0.0, |p| p.score),
+                })
+                .collect()
+        }),
     })?;
     Ok(id)
 }

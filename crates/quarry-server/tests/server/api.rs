@@ -119,6 +119,18 @@ async fn upload_search_ask_documents_feedback_and_the_query_log() {
     assert_eq!(q.query.tenant.as_deref(), Some("acme"));
     assert_eq!(q.query.retrieved[0].doc_id, doc_id);
     assert_eq!(q.query.answer.as_deref(), a["answer"].as_str());
+    // The cited passages are logged with their chunk ids, for the training-data flywheel.
+    let cited: Vec<u64> = a["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk_id"].as_u64().unwrap())
+        .collect();
+    assert!(!cited.is_empty());
+    assert_eq!(q.query.cited.iter().map(|c| c.chunk_id).collect::<Vec<_>>(), {
+        let mut seen = std::collections::HashSet::new();
+        cited.into_iter().filter(|c| seen.insert(*c)).collect::<Vec<_>>()
+    });
     assert!(q.query.latency_ms > 0.0);
     assert_eq!(q.feedback.len(), 1);
     assert_eq!(q.feedback[0].rating, quarry_server::querylog::Rating::Down);
