@@ -740,6 +740,6 @@ fn reembedding_copies_every_document_continues_and_removes_what_is_gone(backend:
         max_tokens: 40,
         overlap_tokens: 5,
     };
-    let s = Ingestor::new(green.as_ref(), &other, cfg).ingest_paths(&[corpus.clone()], &Silent);
+    let s = Ingestor::new(green.as_ref(), &other, cfg).ingest_paths(std::slice::from_ref(&corpus), &Silent);
     assert_eq!((s.documents_updated, s.documents_unchanged), (1, 2), "{s:?}");
 }
