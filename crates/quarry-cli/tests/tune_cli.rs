@@ -38,36 +38,38 @@ fn pairs() -> String {
         .collect()
 }
 
+/// `quarry [GLOBAL] tune embedder` on pairs.jsonl from the tiny model in `base`, half held out, then `extra`.
+fn train_on_pairs(d: &Path, global: &[&str], extra: &[&str]) -> Output {
+    let common = [
+        "tune",
+        "embedder",
+        "--pairs",
+        "pairs.jsonl",
+        "--base",
+        "base",
+        "--mine",
+        "none",
+        "--val-fraction",
+        "0.5",
+        "--min-examples",
+        "10",
+        "--batch-size",
+        "8",
+        "--warmup",
+        "0.05",
+        "--patience",
+        "0",
+    ];
+    quarry(d, &[global, &common, extra].concat())
+}
+
 #[test]
 fn tune_embedder_trains_registers_and_promotes_only_what_is_better() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     quarry_tune::testing::tiny_model(&d.join("base"), 1);
     std::fs::write(d.join("pairs.jsonl"), pairs()).unwrap();
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "tune",
-            "embedder",
-            "--pairs",
-            "pairs.jsonl",
-            "--base",
-            "base",
-            "--mine",
-            "none",
-            "--val-fraction",
-            "0.5",
-            "--min-examples",
-            "10",
-            "--batch-size",
-            "8",
-            "--warmup",
-            "0.05",
-            "--patience",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        quarry(d, &args)
-    };
+    let train = |extra: &[&str]| train_on_pairs(d, &[], extra);
     let o = train(&["--epochs", "25", "--lr", "3e-3", "--promote-if-better"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -446,33 +448,8 @@ fn promoting_an_embedder_reindexes_into_a_new_generation_and_switches_at_once() 
     assert_eq!(before["stats"]["documents"], 10);
     assert!(before["stats"]["model_id"].as_str().unwrap().starts_with("base@"));
 
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "--embedder",
-            "base",
-            "tune",
-            "embedder",
-            "--pairs",
-            "pairs.jsonl",
-            "--base",
-            "base",
-            "--mine",
-            "none",
-            "--val-fraction",
-            "0.5",
-            "--min-examples",
-            "10",
-            "--batch-size",
-            "8",
-            "--warmup",
-            "0.05",
-            "--patience",
-            "0",
-            "--promote-if-better",
-        ];
-        args.extend_from_slice(extra);
-        quarry(d, &args)
-    };
+    let train =
+        |extra: &[&str]| train_on_pairs(d, &["--embedder", "base"], &[extra, &["--promote-if-better"]].concat());
     let o = train(&["--epochs", "25", "--lr", "3e-3"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
