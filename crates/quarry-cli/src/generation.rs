@@ -102,7 +102,7 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
             return Ok(());
         }
     }
-    let from = settings.open_at(&blue, None)?;
+    let (from, snapshot) = open_source(settings, &blue)?;
     let stats = from.stats()?;
     if green == blue || stats.model_id.as_deref() == Some(embedder.model_id()) {
         eprintln!(
@@ -149,6 +149,9 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
         );
     }
     drop((from, to));
+    if let Some(dir) = snapshot {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let next = pointer(&settings.data_dir, base, &scope, &embedder, version, current.as_ref());
     write_pointer(&settings.data_dir, &next)?;
     eprintln!(
@@ -162,6 +165,30 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
     );
     prune(base, &next);
     Ok(())
+}
+
+/// The index to copy from. An embedded store admits one process at a time, so it is not held for the whole
+/// copy: its file is copied (under its lock, so no writer is mid-commit) to a snapshot beside it and the copy
+/// reads the snapshot, leaving the current generation free for queries and ingests meanwhile. Documents
+/// ingested during the copy are caught by the next promotion. PostgreSQL is read in place.
+fn open_source(
+    settings: &Settings,
+    blue: &StoreLocation,
+) -> Result<(std::sync::Arc<dyn quarry_core::Index>, Option<PathBuf>)> {
+    let StoreLocation::Dir(dir) = blue else {
+        return Ok((settings.open_at(blue, None)?, None));
+    };
+    let snapshot = dir.join(".reindex-snapshot");
+    let _ = std::fs::remove_dir_all(&snapshot);
+    std::fs::create_dir_all(&snapshot).with_context(|| format!("{}: cannot create", snapshot.display()))?;
+    {
+        let locked = settings.open_at(blue, None)?;
+        std::fs::copy(dir.join("store.redb"), snapshot.join("store.redb"))
+            .with_context(|| format!("{}: cannot snapshot the store", dir.display()))?;
+        drop(locked);
+    }
+    let index = settings.open_at(&StoreLocation::Dir(snapshot.clone()), None)?;
+    Ok((index, Some(snapshot)))
 }
 
 fn pointer(
