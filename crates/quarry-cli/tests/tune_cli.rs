@@ -399,7 +399,7 @@ fn ctrl_c_stops_training_with_a_checkpoint_that_resume_continues() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     std::io::Read::read_to_string(&mut err, &mut log).unwrap();
-    assert_eq!(status.code(), Some(130), "{log}");
+    assert_eq!(status.code(), Some(130), "{status:?}\n{log}");
     let stopped: usize = log
         .split("training stopped at step ")
         .nth(1)
@@ -509,6 +509,12 @@ fn promoting_an_embedder_reindexes_into_a_new_generation_and_switches_at_once() 
         .join("generation-embedder-v1")
         .join("store.redb")
         .is_file());
+    let o = quarry(d, &["tune", "status"]);
+    assert!(
+        text(&o).contains("built with embedder-v2; replaced generation-embedder-v1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

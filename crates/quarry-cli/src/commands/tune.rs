@@ -417,6 +417,14 @@ fn status(settings: &Settings, json: bool) -> Result<ExitCode> {
             decision
         );
     }
+    if let Some(g) = crate::generation::active(&settings.data_dir, &settings.base_store)? {
+        println!(
+            "index in use: {} (built with {}; replaced {})",
+            settings.store.describe(),
+            g.version,
+            g.previous.as_deref().unwrap_or("the first index")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
