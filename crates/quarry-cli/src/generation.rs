@@ -102,7 +102,9 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
             return Ok(());
         }
     }
-    let (from, snapshot) = open_source(settings, &blue)?;
+    // Declared before the index it holds, so that the index is closed before the snapshot is removed.
+    let snapshot = Snapshot::take(settings, &blue)?;
+    let from = settings.open_at(snapshot.location().unwrap_or(&blue), None)?;
     let stats = from.stats()?;
     if green == blue || stats.model_id.as_deref() == Some(embedder.model_id()) {
         eprintln!(
@@ -148,10 +150,7 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
             blue.describe()
         );
     }
-    drop((from, to));
-    if let Some(dir) = snapshot {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop((from, to, snapshot));
     let next = pointer(&settings.data_dir, base, &scope, &embedder, version, current.as_ref());
     write_pointer(&settings.data_dir, &next)?;
     eprintln!(
@@ -167,28 +166,39 @@ pub fn switch(settings: &Settings, version: &ModelVersion) -> Result<()> {
     Ok(())
 }
 
-/// The index to copy from. An embedded store admits one process at a time, so it is not held for the whole
-/// copy: its file is copied (under its lock, so no writer is mid-commit) to a snapshot beside it and the copy
-/// reads the snapshot, leaving the current generation free for queries and ingests meanwhile. Documents
-/// ingested during the copy are caught by the next promotion. PostgreSQL is read in place.
-fn open_source(
-    settings: &Settings,
-    blue: &StoreLocation,
-) -> Result<(std::sync::Arc<dyn quarry_core::Index>, Option<PathBuf>)> {
-    let StoreLocation::Dir(dir) = blue else {
-        return Ok((settings.open_at(blue, None)?, None));
-    };
-    let snapshot = dir.join(".reindex-snapshot");
-    let _ = std::fs::remove_dir_all(&snapshot);
-    std::fs::create_dir_all(&snapshot).with_context(|| format!("{}: cannot create", snapshot.display()))?;
-    {
+/// What a re-index reads from an embedded store. The store admits one process at a time, so it is not held
+/// for the whole copy: its file is copied (under its lock, so no writer is mid-commit) to a snapshot beside it,
+/// leaving the current generation free for queries and ingests meanwhile; documents ingested during the copy
+/// are caught by the next promotion. The snapshot is removed when this is dropped, however the re-index ends.
+/// PostgreSQL is read in place (no snapshot).
+struct Snapshot(Option<StoreLocation>);
+
+impl Snapshot {
+    fn take(settings: &Settings, blue: &StoreLocation) -> Result<Snapshot> {
+        let StoreLocation::Dir(dir) = blue else {
+            return Ok(Snapshot(None));
+        };
+        let snapshot = dir.join(".reindex-snapshot");
+        let _ = std::fs::remove_dir_all(&snapshot);
+        std::fs::create_dir_all(&snapshot).with_context(|| format!("{}: cannot create", snapshot.display()))?;
         let locked = settings.open_at(blue, None)?;
         std::fs::copy(dir.join("store.redb"), snapshot.join("store.redb"))
             .with_context(|| format!("{}: cannot snapshot the store", dir.display()))?;
         drop(locked);
+        Ok(Snapshot(Some(StoreLocation::Dir(snapshot))))
     }
-    let index = settings.open_at(&StoreLocation::Dir(snapshot.clone()), None)?;
-    Ok((index, Some(snapshot)))
+
+    fn location(&self) -> Option<&StoreLocation> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Some(StoreLocation::Dir(dir)) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn pointer(

@@ -509,6 +509,13 @@ fn promoting_an_embedder_reindexes_into_a_new_generation_and_switches_at_once() 
         .join("generation-embedder-v1")
         .join("store.redb")
         .is_file());
+    // The snapshots the copies read from are gone.
+    assert!(!d.join("data").join(".reindex-snapshot").exists());
+    assert!(!d
+        .join("data")
+        .join("generation-embedder-v1")
+        .join(".reindex-snapshot")
+        .exists());
     let o = quarry(d, &["tune", "status"]);
     assert!(
         text(&o).contains("built with embedder-v2; replaced generation-embedder-v1"),

@@ -239,19 +239,7 @@ impl CausalLm {
                     ),
                 });
             }
-            let t = match lm.rotary_heads_of(name) {
-                Some(h) => {
-                    let (rows, cols) = t.dims2()?;
-                    let v = t.flatten_all()?.to_vec1::<f32>()?;
-                    Tensor::from_vec(
-                        lora::permute_rows(&v, h, cols, Direction::HfToGguf),
-                        (rows, cols),
-                        &Device::Cpu,
-                    )?
-                }
-                None => t,
-            };
-            var.set(&t)?;
+            var.set(&lm.reorder(name, t, Direction::HfToGguf)?)?;
         }
         Ok(lm)
     }
@@ -389,24 +377,29 @@ impl CausalLm {
         AdapterConfig::new(self.spec.rank, self.spec.alpha, &self.spec.modules, &base)
     }
 
+    /// `t`, an adapter tensor named `name`, with its rows moved between Hugging Face and GGUF order when it is a
+    /// q/k LoRA B matrix (the others are the same in both).
+    fn reorder(&self, name: &str, t: Tensor, direction: Direction) -> Result<Tensor> {
+        let Some(h) = self.rotary_heads_of(name) else {
+            return Ok(t);
+        };
+        let (rows, cols) = t.dims2()?;
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Tensor::from_vec(
+            lora::permute_rows(&v, h, cols, direction),
+            (rows, cols),
+            &Device::Cpu,
+        )?)
+    }
+
     /// The adapter's tensors in PEFT (Hugging Face) row order.
     fn peft_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(self.vars.len());
         for (name, var) in &self.vars {
-            let t = var.as_tensor().clone();
-            let t = match self.rotary_heads_of(name) {
-                Some(h) => {
-                    let (rows, cols) = t.dims2()?;
-                    let v = t.flatten_all()?.to_vec1::<f32>()?;
-                    Tensor::from_vec(
-                        lora::permute_rows(&v, h, cols, Direction::GgufToHf),
-                        (rows, cols),
-                        &Device::Cpu,
-                    )?
-                }
-                None => t,
-            };
-            out.push((name.clone(), t));
+            out.push((
+                name.clone(),
+                self.reorder(name, var.as_tensor().clone(), Direction::GgufToHf)?,
+            ));
         }
         Ok(out)
     }

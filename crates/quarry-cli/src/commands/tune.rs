@@ -350,7 +350,7 @@ fn register(
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let version = ModelVersion {
+    let mut version = ModelVersion {
         id: id.clone(),
         kind: kind.into(),
         dir: out.to_path_buf(),
@@ -365,7 +365,6 @@ fn register(
         decision,
     };
     // A promoted embedder becomes current only once the index has been re-embedded with it.
-    let mut version = version;
     let mut switch_failed = None;
     if kind == "embedder" && version.decision.as_ref().is_some_and(|d| d.promoted) {
         if let Err(e) = crate::generation::switch(settings, &version) {
@@ -690,7 +689,7 @@ fn generator_data(settings: &Settings, args: &GeneratorDataArgs) -> Result<ExitC
     for (i, item) in items.iter().enumerate() {
         let hits = retriever.search(&SearchRequest {
             query: &item.question,
-            mode: SearchMode::Hybrid,
+            mode: settings.config.retrieval.mode,
             top_k: args.top_k,
             filter: None,
             per_document: false,
