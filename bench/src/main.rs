@@ -11,12 +11,16 @@
 //! With `--llm`: local generation speed vs llama.cpp (llama-cpp-python in PYTHON) on the same GGUF;
 //! with `--rag N`: PubMedQA answers for the first N test questions (see llm.rs).
 //!
+//! With `--scale N`: the vector-index scale benchmark, embedded HNSW vs pgvector (see scale.rs).
+//!
 //! Results are appended to bench/RESULTS.md. Usage:
 //!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--data-dir DIR]
 //!       [--sentences N] [--embed-only]
 //!   cargo run --release -p quarry-bench -- --formats [--shared ../shared] [--python PYTHON]
 //!       [--min-secs 2] [--edge-dir DIR] [--pdf-extra FILE.json]... [--dump DIR] [--no-append]
 //!   cargo run --release -p quarry-bench -- [--llm] [--rag N] [--max-tokens 96] [--python PYTHON]
+//!   cargo run --release -p quarry-bench -- --scale 1000000 [--queries 1000] [--sets random,clustered]
+//!       [--m 16] [--ef-construction 200] [--ef-search 10,20,...] [--pg postgres://...] [--skip-embedded]
 //! PYTHON must have sentence-transformers installed (or, for --formats, the packages listed in
 //! bench/README.md); without it the reference column is reported as missing, not invented.
 
@@ -29,6 +33,7 @@ use std::time::Instant;
 
 mod formats;
 mod llm;
+mod scale;
 
 use anyhow::{Context, Result};
 use quarry_core::{Config, Embedder, SearchMode};
@@ -53,6 +58,14 @@ struct Opts {
     llm: bool,
     rag: Option<usize>,
     max_tokens: usize,
+    scale: Option<usize>,
+    scale_queries: usize,
+    sets: Vec<String>,
+    m: usize,
+    ef_construction: usize,
+    ef_search: Vec<usize>,
+    pg: Option<String>,
+    skip_embedded: bool,
 }
 
 fn parse() -> Result<Opts> {
@@ -71,6 +84,14 @@ fn parse() -> Result<Opts> {
         llm: false,
         rag: None,
         max_tokens: 96,
+        scale: None,
+        scale_queries: 1000,
+        sets: vec!["random".into(), "clustered".into()],
+        m: 16,
+        ef_construction: 200,
+        ef_search: vec![10, 20, 40, 80, 120, 160, 240, 320, 480, 640, 1000],
+        pg: None,
+        skip_embedded: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,6 +111,20 @@ fn parse() -> Result<Opts> {
             "--llm" => o.llm = true,
             "--rag" => o.rag = Some(val()?.parse()?),
             "--max-tokens" => o.max_tokens = val()?.parse()?,
+            "--scale" => o.scale = Some(val()?.parse()?),
+            "--queries" => o.scale_queries = val()?.parse()?,
+            "--sets" => o.sets = val()?.split(',').map(str::to_string).collect(),
+            "--m" => o.m = val()?.parse()?,
+            "--ef-construction" => o.ef_construction = val()?.parse()?,
+            "--ef-search" => {
+                o.ef_search = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--ef-search takes a comma-separated list of integers")?
+            }
+            "--pg" => o.pg = Some(val()?),
+            "--skip-embedded" => o.skip_embedded = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -224,6 +259,31 @@ fn main() -> Result<()> {
         if o.rag.is_some() {
             report.push_str(&llm::pubmedqa(&lo)?);
         }
+        return append(&report, o.no_append);
+    }
+    if let Some(n) = o.scale {
+        for s in &o.sets {
+            anyhow::ensure!(s == "random" || s == "clustered", "--sets: unknown set {s} (random, clustered)");
+        }
+        let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
+        report.push_str(&format!(
+            "Command: `cargo run --release -p quarry-bench -- {}`\n\n",
+            args.join(" ")
+        ));
+        let dir = tempfile::tempdir()?;
+        report.push_str(&scale::run(&scale::Opts {
+            n,
+            dim: 384,
+            queries: o.scale_queries,
+            sets: o.sets.clone(),
+            m: o.m,
+            ef_construction: o.ef_construction,
+            ef_search: o.ef_search.clone(),
+            pg: o.pg.clone(),
+            dir: o.data_dir.clone().unwrap_or_else(|| dir.path().to_path_buf()),
+            skip_embedded: o.skip_embedded,
+        })?);
+        println!("{report}");
         return append(&report, o.no_append);
     }
     if o.formats {

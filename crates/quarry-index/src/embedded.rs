@@ -148,18 +148,24 @@ impl EmbeddedIndex {
         if lexical {
             st.bm25.clear()?;
         }
-        let mut hnsw: Option<Hnsw> = None;
+        let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
         self.store.for_each_chunk(|chunk, vector_| {
             if lexical {
                 st.bm25
                     .add(chunk.id, &chunk.chunk.contextual_text(chunk.title.as_deref()))?;
             }
             if vector {
-                hnsw.get_or_insert_with(|| Hnsw::new(vector_.len(), self.params()))
-                    .insert(chunk.id, &vector_);
+                vectors.push((chunk.id, vector_));
             }
             Ok(())
         })?;
+        // Linked on all cores: the graph is built in one batch.
+        let hnsw = vectors.first().map(|(_, v)| {
+            let mut h = Hnsw::new(v.len(), self.params());
+            let items: Vec<(u64, &[f32])> = vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            h.insert_batch(&items);
+            h
+        });
         if lexical {
             st.bm25.commit(generation)?;
         }
@@ -219,10 +225,13 @@ impl EmbeddedIndex {
         for d in removed_docs {
             st.docs.remove(d);
         }
-        for (id, text, vector) in &delta.added {
+        for (id, text, _) in &delta.added {
             st.bm25.add(*id, text)?;
-            let h = st.hnsw.get_or_insert_with(|| Hnsw::new(vector.len(), self.params()));
-            h.insert(*id, vector);
+        }
+        if let Some((_, _, first)) = delta.added.first() {
+            let h = st.hnsw.get_or_insert_with(|| Hnsw::new(first.len(), self.params()));
+            let items: Vec<(u64, &[f32])> = delta.added.iter().map(|(id, _, v)| (*id, v.as_slice())).collect();
+            h.insert_batch(&items);
         }
         for (doc_id, metadata, chunks) in docs {
             let key: Arc<str> = Arc::from(doc_id.as_str());

@@ -1,12 +1,20 @@
 //! Hierarchical navigable small world graph (Malkov & Yashunin, 2018) over unit vectors, scored by
 //! dot product (= cosine). Written for Quarry's needs: removal by tombstone, a filter evaluated
-//! *during* the walk (non-matching nodes are traversed but never returned), and a compact file format.
+//! *during* the walk (non-matching nodes are traversed but never returned), batch inserts that link
+//! nodes on all cores, and a compact file format.
+//!
+//! Each node's links sit behind their own small lock, so a batch links its nodes in parallel (as
+//! hnswlib does): a search copies a node's links out under the lock and scores them outside it.
+//! Visited marks are per-thread arrays of epoch stamps, reused across searches.
 
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{Read, Write};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use quarry_core::vector::dot;
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HnswParams {
@@ -29,14 +37,48 @@ impl Ord for Scored {
     }
 }
 
+/// `links[level]`: a node's neighbours at each of its levels.
+type Levels = Vec<Vec<u32>>;
+
+/// Visited marks for one search: a node is visited when its stamp equals the current epoch, so
+/// starting a new search is one increment instead of clearing a set.
+struct Visited {
+    stamps: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn start(&mut self, nodes: usize) {
+        if self.stamps.len() < nodes {
+            self.stamps.resize(nodes, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamps.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `node`; false if it was already marked in this search.
+    fn insert(&mut self, node: u32) -> bool {
+        let s = &mut self.stamps[node as usize];
+        let fresh = *s != self.epoch;
+        *s = self.epoch;
+        fresh
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { stamps: Vec::new(), epoch: 0 }) };
+}
+
 pub struct Hnsw {
     dim: usize,
     params: HnswParams,
     vectors: Vec<f32>,
     ids: Vec<u64>,
     node_of: HashMap<u64, u32>,
-    /// `links[node][level]`: neighbours of `node` at `level`.
-    links: Vec<Vec<Vec<u32>>>,
+    links: Vec<Mutex<Levels>>,
     deleted: Vec<bool>,
     deleted_count: usize,
     entry: Option<u32>,
@@ -93,6 +135,25 @@ impl Hnsw {
         &self.vectors[s..s + self.dim]
     }
 
+    fn lock(&self, node: u32) -> MutexGuard<'_, Levels> {
+        // A panic while holding a node's links cannot leave them invalid (every write is a whole
+        // list of valid node ids), so a poisoned lock is still usable.
+        self.links[node as usize].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Top level of a node.
+    fn top(&self, node: u32) -> usize {
+        self.lock(node).len() - 1
+    }
+
+    /// Copies a node's links at `level` into `buf` (empty if the node has no such level).
+    fn neighbours(&self, node: u32, level: usize, buf: &mut Vec<u32>) {
+        buf.clear();
+        if let Some(l) = self.lock(node).get(level) {
+            buf.extend_from_slice(l);
+        }
+    }
+
     fn max_links(&self, level: usize) -> usize {
         if level == 0 {
             2 * self.params.m
@@ -102,7 +163,7 @@ impl Hnsw {
     }
 
     fn random_level(&mut self) -> usize {
-        // xorshift64*: deterministic, so the same inserts build the same graph.
+        // xorshift64*: deterministic, so the same inserts draw the same levels.
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
@@ -114,47 +175,85 @@ impl Hnsw {
 
     /// Inserts a vector (replacing any live vector with the same id).
     pub fn insert(&mut self, id: u64, v: &[f32]) {
-        assert_eq!(v.len(), self.dim, "vector dimension");
-        if self.node_of.contains_key(&id) {
-            self.remove(id);
+        self.insert_batch(&[(id, v)]);
+    }
+
+    /// Inserts many vectors (replacing live vectors with the same ids; within the batch the last one
+    /// wins). Nodes are registered in order, then linked into the graph in parallel.
+    pub fn insert_batch(&mut self, items: &[(u64, &[f32])]) {
+        let start = self.ids.len();
+        for (id, v) in items {
+            assert_eq!(v.len(), self.dim, "vector dimension");
+            if self.node_of.contains_key(id) {
+                self.remove(*id);
+            }
+            let node = self.ids.len() as u32;
+            let level = self.random_level();
+            self.vectors.extend_from_slice(v);
+            self.ids.push(*id);
+            self.node_of.insert(*id, node);
+            self.links.push(Mutex::new(vec![Vec::new(); level + 1]));
+            self.deleted.push(false);
         }
-        let node = self.ids.len() as u32;
-        let level = self.random_level();
-        self.vectors.extend_from_slice(v);
-        self.ids.push(id);
-        self.node_of.insert(id, node);
-        self.links.push(vec![Vec::new(); level + 1]);
-        self.deleted.push(false);
-        let Some(mut ep) = self.entry else {
-            self.entry = Some(node);
+        let end = self.ids.len();
+        if start == end {
             return;
+        }
+        let (entry, first) = match self.entry {
+            Some(e) => (e, start),
+            None => (start as u32, start + 1),
         };
-        let top = self.links[ep as usize].len() - 1;
-        let q = v.to_vec();
+        let shared = Mutex::new((entry, self.top(entry)));
+        let this = &*self;
+        (first..end)
+            .into_par_iter()
+            .with_min_len(4)
+            .for_each(|node| this.link(node as u32, &shared));
+        self.entry = Some(shared.into_inner().unwrap_or_else(PoisonError::into_inner).0);
+    }
+
+    /// Links a registered node into the graph: greedy descent from the entry point, then at each of
+    /// its levels a beam search, the neighbour heuristic, and links back from the chosen neighbours.
+    fn link(&self, node: u32, entry: &Mutex<(u32, usize)>) {
+        let level = self.top(node);
+        let (mut ep, top) = *entry.lock().unwrap_or_else(PoisonError::into_inner);
+        let q = self.vec(node);
         for l in (level + 1..=top).rev() {
-            ep = self.greedy(&q, ep, l);
+            ep = self.greedy(q, ep, l);
         }
         let mut eps = vec![ep];
         for l in (0..=level.min(top)).rev() {
-            let found = self.search_layer(&q, &eps, self.params.ef_construction, l, &|_| true);
+            let found = self.search_layer(q, &eps, self.params.ef_construction, l, &|n| n != node);
             let chosen = self.select_neighbors(&found, self.max_links(l));
-            self.links[node as usize][l] = chosen.clone();
+            self.lock(node)[l].clone_from(&chosen);
             for &nb in &chosen {
                 self.connect(nb, node, l);
             }
             eps = found.iter().map(|s| s.1).collect();
+            if eps.is_empty() {
+                eps.push(ep);
+            }
         }
         if level > top {
-            self.entry = Some(node);
+            let mut e = entry.lock().unwrap_or_else(PoisonError::into_inner);
+            if level > e.1 {
+                *e = (node, level);
+            }
         }
     }
 
     /// Adds `to` to `from`'s links at `level`, pruning with the heuristic when over capacity.
-    fn connect(&mut self, from: u32, to: u32, level: usize) {
+    fn connect(&self, from: u32, to: u32, level: usize) {
         let cap = self.max_links(level);
-        let links = &self.links[from as usize][level];
+        let mut guard = self.lock(from);
+        let Some(links) = guard.get_mut(level) else {
+            return;
+        };
+        if links.contains(&to) {
+            return;
+        }
         if links.len() < cap {
-            self.links[from as usize][level].push(to);
+            links.push(to);
             return;
         }
         let base = self.vec(from);
@@ -164,7 +263,7 @@ impl Hnsw {
             .map(|&n| Scored(dot(base, self.vec(n)), n))
             .collect();
         cands.sort_by(|a, b| b.cmp(a));
-        self.links[from as usize][level] = self.select_neighbors(&cands, cap);
+        *links = self.select_neighbors(&cands, cap);
     }
 
     /// The neighbour-selection heuristic: keep a candidate only if it is closer to the base than to
@@ -195,9 +294,11 @@ impl Hnsw {
 
     fn greedy(&self, q: &[f32], mut ep: u32, level: usize) -> u32 {
         let mut best = dot(q, self.vec(ep));
+        let mut buf = Vec::new();
         loop {
             let mut moved = false;
-            for &n in &self.links[ep as usize][level] {
+            self.neighbours(ep, level, &mut buf);
+            for &n in &buf {
                 let s = dot(q, self.vec(n));
                 if s > best {
                     best = s;
@@ -221,44 +322,49 @@ impl Hnsw {
         level: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<Scored> {
-        let mut visited = std::collections::HashSet::with_capacity(ef * 8);
-        let mut candidates: BinaryHeap<Scored> = BinaryHeap::new();
-        let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::new();
-        for &ep in eps {
-            if visited.insert(ep) {
-                let s = Scored(dot(q, self.vec(ep)), ep);
-                candidates.push(s);
-                if accept(ep) {
-                    results.push(Reverse(s));
-                }
-            }
-        }
-        // `floor` bounds exploration: once `ef` results are held, stop when the best remaining
-        // candidate cannot beat the worst result.
-        while let Some(c) = candidates.pop() {
-            if results.len() >= ef && results.peek().is_some_and(|w| c.0 < w.0 .0) {
-                break;
-            }
-            for &n in &self.links[c.1 as usize][level] {
-                if !visited.insert(n) {
-                    continue;
-                }
-                let s = Scored(dot(q, self.vec(n)), n);
-                let full = results.len() >= ef;
-                if !full || results.peek().is_some_and(|w| s.0 > w.0 .0) {
+        VISITED.with(|cell| {
+            let mut visited = cell.borrow_mut();
+            visited.start(self.ids.len());
+            let mut candidates: BinaryHeap<Scored> = BinaryHeap::new();
+            let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::new();
+            for &ep in eps {
+                if visited.insert(ep) {
+                    let s = Scored(dot(q, self.vec(ep)), ep);
                     candidates.push(s);
-                    if accept(n) {
+                    if accept(ep) {
                         results.push(Reverse(s));
-                        if results.len() > ef {
-                            results.pop();
+                    }
+                }
+            }
+            let mut buf = Vec::with_capacity(2 * self.params.m);
+            // Once `ef` results are held, stop when the best remaining candidate cannot beat the
+            // worst result.
+            while let Some(c) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|w| c.0 < w.0 .0) {
+                    break;
+                }
+                self.neighbours(c.1, level, &mut buf);
+                for &n in &buf {
+                    if !visited.insert(n) {
+                        continue;
+                    }
+                    let s = Scored(dot(q, self.vec(n)), n);
+                    let full = results.len() >= ef;
+                    if !full || results.peek().is_some_and(|w| s.0 > w.0 .0) {
+                        candidates.push(s);
+                        if accept(n) {
+                            results.push(Reverse(s));
+                            if results.len() > ef {
+                                results.pop();
+                            }
                         }
                     }
                 }
             }
-        }
-        let mut out: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
-        out.sort_by(|a, b| b.cmp(a));
-        out
+            let mut out: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+            out.sort_by(|a, b| b.cmp(a));
+            out
+        })
     }
 
     /// The `k` best live vectors for which `filter(id)` holds, with their dot-product scores.
@@ -269,8 +375,7 @@ impl Hnsw {
         if k == 0 {
             return vec![];
         }
-        let top = self.links[ep as usize].len() - 1;
-        for l in (1..=top).rev() {
+        for l in (1..=self.top(ep)).rev() {
             ep = self.greedy(q, ep, l);
         }
         let accept = |n: u32| !self.deleted[n as usize] && filter(self.ids[n as usize]);
@@ -347,8 +452,9 @@ impl Hnsw {
         }
         for node in 0..self.ids.len() {
             u(w, self.ids[node])?;
-            w.write_all(&[self.deleted[node] as u8, self.links[node].len() as u8])?;
-            for level in &self.links[node] {
+            let levels = self.lock(node as u32);
+            w.write_all(&[self.deleted[node] as u8, levels.len() as u8])?;
+            for level in levels.iter() {
                 w.write_all(&(level.len() as u32).to_le_bytes())?;
                 for n in level {
                     w.write_all(&n.to_le_bytes())?;
@@ -423,7 +529,7 @@ impl Hnsw {
                 return Err(bad("corrupt HNSW node"));
             }
             h.ids.push(id);
-            h.links.push(levels);
+            h.links.push(Mutex::new(levels));
             h.deleted.push(flags[0] != 0);
             if flags[0] != 0 {
                 h.deleted_count += 1;
@@ -486,6 +592,40 @@ mod tests {
         }
         let recall = hits as f64 / (queries * 10) as f64;
         assert!(recall >= 0.95, "recall@10 {recall}");
+    }
+
+    #[test]
+    fn a_parallel_batch_builds_a_graph_as_good_as_one_by_one_inserts() {
+        let (n, dim) = (3000u64, 32);
+        let vectors: Vec<Vec<f32>> = (0..n).map(|i| unit(i, dim)).collect();
+        let mut h = Hnsw::new(
+            dim,
+            HnswParams {
+                m: 16,
+                ef_construction: 100,
+            },
+        );
+        // Two batches, the second replacing 100 ids of the first and naming one id twice.
+        let first: Vec<(u64, &[f32])> = (0..n).map(|i| (i, vectors[i as usize].as_slice())).collect();
+        h.insert_batch(&first[..2000]);
+        let mut second: Vec<(u64, &[f32])> = first[2000..].to_vec();
+        second.extend((0..100u64).map(|i| (i, vectors[(i + 1) as usize].as_slice())));
+        second.push((7, vectors[7].as_slice()));
+        h.insert_batch(&second);
+        assert_eq!(h.len(), n as usize);
+        assert_eq!(h.deleted_fraction(), 101.0 / h.ids.len() as f64);
+        // Id 7 holds its own vector again (last write wins), id 8 holds vector 9.
+        assert_eq!(h.search(&vectors[7], 1, 64, &|_| true)[0].0, 7);
+        let top = h.search(&vectors[9], 2, 64, &|_| true);
+        assert!(top.iter().any(|x| x.0 == 8) && top.iter().any(|x| x.0 == 9));
+        let mut hits = 0;
+        for qi in 0..100 {
+            let q = unit(1_000_000 + qi, dim);
+            let exact: Vec<u64> = h.exact(&q, 10, 0..n).into_iter().map(|x| x.0).collect();
+            let approx: Vec<u64> = h.search(&q, 10, 64, &|_| true).into_iter().map(|x| x.0).collect();
+            hits += approx.iter().filter(|id| exact.contains(id)).count();
+        }
+        assert!(hits as f64 / 1000.0 >= 0.95, "recall@10 {}", hits as f64 / 1000.0);
     }
 
     #[test]
