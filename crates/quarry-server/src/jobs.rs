@@ -62,6 +62,9 @@ pub struct Job {
     pub summary: Option<Summary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Submission order (seconds are too coarse to order jobs by).
+    #[serde(skip)]
+    seq: u64,
 }
 
 struct Queued {
@@ -72,6 +75,7 @@ struct Queued {
 
 pub struct Jobs {
     jobs: Arc<Mutex<HashMap<String, Job>>>,
+    submitted: std::sync::atomic::AtomicU64,
     sender: Mutex<Option<SyncSender<Queued>>>,
     stopping: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -124,6 +128,7 @@ impl Jobs {
             .ok();
         Jobs {
             jobs,
+            submitted: std::sync::atomic::AtomicU64::new(0),
             sender: Mutex::new(Some(tx)),
             stopping,
             worker: Mutex::new(worker),
@@ -146,6 +151,7 @@ impl Jobs {
             finished: None,
             summary: None,
             error: None,
+            seq: self.submitted.fetch_add(1, Ordering::SeqCst),
         };
         self.jobs
             .lock()
@@ -175,6 +181,19 @@ impl Jobs {
 
     pub fn get(&self, id: &str) -> Result<Option<Job>> {
         Ok(self.jobs.lock().map_err(|_| Error::Poisoned)?.get(id).cloned())
+    }
+
+    /// The newest `limit` jobs of `tenant` (`None`: every tenant's), newest first.
+    pub fn list(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Job>> {
+        let table = self.jobs.lock().map_err(|_| Error::Poisoned)?;
+        let mut jobs: Vec<Job> = table
+            .values()
+            .filter(|j| tenant.is_none() || j.tenant.as_deref() == tenant)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     /// Stops taking jobs, lets the running one finish, cancels the queued ones, and waits for the worker.

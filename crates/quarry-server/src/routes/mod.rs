@@ -10,12 +10,13 @@ use serde_json::json;
 
 use crate::middleware::{authenticate, observe};
 use crate::state::AppState;
+use crate::webapp;
 
 pub mod api;
 pub mod documents;
 pub mod openai;
 
-/// The whole application: public health routes, and everything else behind API keys.
+/// The whole application: public health routes and the web app, and everything else behind API keys.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/search", post(api::search))
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/documents/{*id}", get(documents::get).delete(documents::delete))
         .route("/api/ingest/file", post(documents::ingest_file))
         .route("/api/ingest/url", post(documents::ingest_url))
+        .route("/api/jobs", get(documents::jobs))
         .route("/api/jobs/{id}", get(documents::job))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::embeddings))
@@ -34,6 +36,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/", get(webapp::index))
+        .route("/app/", get(webapp::index))
+        .route("/app/{*file}", get(webapp::file))
         .merge(protected)
         .route_layer(from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
