@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod browser;
 mod common;
 mod openai;
 mod webapp;
