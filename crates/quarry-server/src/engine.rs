@@ -142,6 +142,19 @@ impl Engine {
         })
     }
 
+    /// Ranked hits the caller may read, without the result cache (evaluation runs would only churn it).
+    pub fn retrieve(&self, caller: &Caller, q: &Query) -> Result<Vec<quarry_core::Hit>> {
+        let filter = caller.restrict(q.filters.clone());
+        let (hits, _) = self.retriever.search_timed(&SearchRequest {
+            query: &q.text,
+            mode: q.mode,
+            top_k: q.top_k,
+            filter: filter.as_ref(),
+            per_document: q.per_document,
+        })?;
+        Ok(hits)
+    }
+
     fn cached(&self, generation: u64, key: &str) -> Result<Option<(Vec<Passage>, SearchTimings)>> {
         let cache = self.cache.lock().map_err(|_| Error::Poisoned)?;
         Ok(if cache.0 == generation {

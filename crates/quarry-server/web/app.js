@@ -4,7 +4,7 @@
 
 (function () {
   var KEY = 'quarry.apiKey';
-  var state = { citations: [], docOffset: 0, docLimit: 25, docTotal: 0, polling: null, auth: true };
+  var state = { citations: [], docOffset: 0, docLimit: 25, docTotal: 0, polling: null, evalPolling: null, auth: true };
 
   function $(id) { return document.getElementById(id); }
 
@@ -67,6 +67,7 @@
     });
     document.querySelectorAll('.panel').forEach(function (p) { p.hidden = p.id !== 'panel-' + panel; });
     if (panel === 'documents') { loadDocuments(); loadJobs(); }
+    if (panel === 'eval') { loadRuns(true); }
     if (panel === 'settings') { $('api-key').focus(); }
   }
 
@@ -294,6 +295,70 @@
     }).catch(function (e) { say(e.message, true); });
   }
 
+  // ---- evaluation runs ---------------------------------------------------------------------------
+
+  // Shows a finished run: its means, and quarry-eval's report in a frame that may not run scripts.
+  function showRun(id) {
+    return getJson('/api/eval/runs/' + encodeURIComponent(id)).then(function (run) {
+      $('eval-shown').textContent = '(' + run.name + ', ' + run.mode + ', ' + new Date(run.created * 1000).toLocaleString() + ')';
+      var body = $('eval-metrics').tBodies[0];
+      clear(body);
+      Object.keys(run.metrics).forEach(function (m) {
+        body.appendChild(el('tr', {}, [el('td', { text: m }), el('td', { class: 'n', text: run.metrics[m].toFixed(4) })]));
+      });
+      $('eval-metrics').setAttribute('data-run', run.id);
+      return api('GET', '/api/eval/runs/' + encodeURIComponent(id) + '/report');
+    }).then(function (resp) { return resp.text(); }).then(function (html) {
+      var frame = $('eval-report');
+      frame.srcdoc = html;
+      frame.hidden = false;
+    }).catch(function (e) { say(e.message, true); });
+  }
+
+  // Lists the runs; with `showLatest`, shows the newest finished one. Polls while one is queued or running.
+  function loadRuns(showLatest) {
+    return getJson('/api/eval/runs?limit=20').then(function (r) {
+      var body = $('eval-runs').tBodies[0];
+      clear(body);
+      var busy = false;
+      var latest = null;
+      r.runs.forEach(function (run) {
+        busy = busy || run.state === 'queued' || run.state === 'running';
+        if (run.state === 'done' && !latest) { latest = run.id; }
+        var action = run.state === 'done' ? el('button', { type: 'button', text: 'Show', 'aria-label': 'Show the report of ' + run.name }) : el('span', { text: run.error || '' });
+        if (run.state === 'done') { action.addEventListener('click', function () { showRun(run.id); }); }
+        body.appendChild(el('tr', {}, [
+          el('td', { text: run.name }), el('td', { class: 'state-' + run.state, text: run.state }),
+          el('td', { class: 'n', text: run.questions + ' (' + run.judged + ')' }), el('td', { class: 'n', text: String(run.gold_not_visible) }),
+          el('td', { text: new Date(run.created * 1000).toLocaleTimeString() }), el('td', {}, [action])
+        ]));
+      });
+      if (showLatest && latest && $('eval-metrics').getAttribute('data-run') !== latest) { showRun(latest); }
+      if (busy && !state.evalPolling) {
+        state.evalPolling = setTimeout(function () { state.evalPolling = null; loadRuns(true); }, 1000);
+      }
+    }).catch(function (e) {
+      if (e.status === 403) { say('Evaluation needs a key with the eval scope.'); } else { say(e.message, true); }
+    });
+  }
+
+  function startRun(event) {
+    event.preventDefault();
+    var file = $('eval-file').files[0];
+    var read = file ? file.text() : Promise.resolve($('eval-text').value);
+    read.then(function (text) {
+      if (!text.trim()) { throw new Error('choose or paste an eval set'); }
+      var body = { eval_set: text };
+      if ($('eval-name').value.trim()) { body.name = $('eval-name').value.trim(); }
+      if ($('eval-mode').value) { body.mode = $('eval-mode').value; }
+      return api('POST', '/api/eval/runs', body);
+    }).then(function () {
+      say('Evaluation queued; it runs in the background.');
+      $('eval-form').reset();
+      return loadRuns(true);
+    }).catch(function (e) { say(e.message, true); });
+  }
+
   // ---- settings and start-up ----------------------------------------------------------------------
 
   function saveKey(event) {
@@ -324,6 +389,7 @@
     $('ask-form').addEventListener('submit', ask);
     $('upload-form').addEventListener('submit', upload);
     $('key-form').addEventListener('submit', saveKey);
+    $('eval-form').addEventListener('submit', startRun);
     $('key-forget').addEventListener('click', forgetKey);
     $('viewer-close').addEventListener('click', function () { $('viewer').hidden = true; });
     $('docs-prev').addEventListener('click', function () { state.docOffset = Math.max(0, state.docOffset - state.docLimit); loadDocuments(); });

@@ -14,6 +14,7 @@ use crate::webapp;
 
 pub mod api;
 pub mod documents;
+pub mod eval;
 pub mod openai;
 
 /// The whole application: public health routes and the web app, and everything else behind API keys.
@@ -28,6 +29,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ingest/url", post(documents::ingest_url))
         .route("/api/jobs", get(documents::jobs))
         .route("/api/jobs/{id}", get(documents::job))
+        .route("/api/eval/runs", get(eval::list).post(eval::start))
+        .route("/api/eval/runs/{id}", get(eval::get))
+        .route("/api/eval/runs/{id}/report", get(eval::report))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use quarry_server::Scope;
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
@@ -272,6 +273,26 @@ fn the_web_app_streams_an_answer_and_opens_the_cited_passage_in_headless_chromiu
         }
         f
     });
+    // The browser's key: acme/eng, and it may run evaluations.
+    let store = quarry_server::KeyStore::in_dir(f.dir.path()).unwrap();
+    let key = crate::common::key(
+        &store,
+        Some("acme"),
+        &["eng"],
+        &[Scope::Read, Scope::Ingest, Scope::Eval],
+    );
+    let run = rt.block_on(async {
+        let set = json!({ "question": "What causes scurvy?", "gold_doc_ids": ["upload://acme/scurvy.txt"] });
+        let r = post(
+            &f.app,
+            "/api/eval/runs",
+            Some(&key),
+            json!({ "eval_set": format!("{set}\n"), "name": "smoke" }),
+        )
+        .await;
+        assert_eq!(r.status, axum::http::StatusCode::ACCEPTED, "{}", r.text);
+        r.json()["id"].as_str().unwrap().to_string()
+    });
     let corpus = [("upload://acme/scurvy.txt", SCURVY), ("upload://acme/kiln.txt", KILN)];
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -291,11 +312,11 @@ fn the_web_app_streams_an_answer_and_opens_the_cited_passage_in_headless_chromiu
 
     // The key, pasted once: typed into the settings field and kept by the browser.
     page.click(".tab[data-panel=settings]");
-    page.type_into("#api-key", &f.acme);
+    page.type_into("#api-key", &key);
     page.click("#key-save");
     page.wait(
         "the key to be saved",
-        &format!("localStorage.getItem('quarry.apiKey') === {}", json!(f.acme)),
+        &format!("localStorage.getItem('quarry.apiKey') === {}", json!(key)),
     );
 
     // A question, typed and submitted with Enter; the answer streams in, then its citations.
@@ -394,6 +415,27 @@ fn the_web_app_streams_an_answer_and_opens_the_cited_passage_in_headless_chromiu
     assert_eq!(sources, ["upload://acme/kiln.txt", "upload://acme/scurvy.txt"]);
     let states = page.eval("Array.from(document.querySelectorAll('#jobs tbody td:nth-child(2)')).map(function (c) { return c.textContent; })");
     assert_eq!(states, json!(["done", "done"]));
+
+    // The evaluation panel shows the latest finished run: its means and quarry-eval's report.
+    page.click(".tab[data-panel=eval]");
+    page.wait(
+        "the latest evaluation run's metrics and report",
+        &format!(
+            "document.getElementById('eval-metrics').dataset.run === {} && !document.getElementById('eval-report').hidden",
+            json!(run)
+        ),
+    );
+    let shown = page.eval(
+        "({ rows: Array.from(document.querySelectorAll('#eval-metrics tbody tr')).map(function (r) { return r.cells[0].textContent; }),
+            report: document.getElementById('eval-report').srcdoc.indexOf('What causes scurvy?') >= 0,
+            runs: document.querySelectorAll('#eval-runs tbody tr').length })",
+    );
+    assert!(
+        shown["rows"].as_array().unwrap().iter().any(|m| m == "ndcg@10"),
+        "{shown}"
+    );
+    assert_eq!(shown["report"], true, "the report frame does not hold the run's report");
+    assert_eq!(shown["runs"], 1);
     assert!(page.exceptions.is_empty(), "page exceptions: {:?}", page.exceptions);
 
     drop(browser);

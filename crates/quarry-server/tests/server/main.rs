@@ -5,5 +5,6 @@ mod access;
 mod api;
 mod browser;
 mod common;
+mod eval;
 mod openai;
 mod webapp;
