@@ -7,4 +7,5 @@ mod browser;
 mod common;
 mod eval;
 mod openai;
+mod openapi;
 mod webapp;
