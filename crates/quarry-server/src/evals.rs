@@ -12,9 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use quarry_core::SearchMode;
 use quarry_eval::evalset::EvalSet;
@@ -26,6 +24,7 @@ use crate::access::Caller;
 use crate::engine::{Engine, Query};
 use crate::error::{Error, Result};
 use crate::keys::{hex, now_secs};
+use crate::worker::Worker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,9 +120,7 @@ pub struct EvalRuns {
     dir: PathBuf,
     runs: Arc<Mutex<HashMap<String, EvalRun>>>,
     submitted: AtomicU64,
-    sender: Mutex<Option<SyncSender<Queued>>>,
-    stopping: Arc<AtomicBool>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker<Queued>,
 }
 
 /// Runs waiting behind the running one.
@@ -133,54 +130,45 @@ impl EvalRuns {
     /// Loads finished runs from `dir` and starts the worker.
     pub fn start(engine: Arc<Engine>, dir: &Path) -> Result<EvalRuns> {
         let runs: Arc<Mutex<HashMap<String, EvalRun>>> = Arc::new(Mutex::new(load(dir)?));
-        let (tx, rx) = sync_channel::<Queued>(QUEUE);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (table, stop, out) = (runs.clone(), stopping.clone(), dir.to_path_buf());
-        let worker = std::thread::Builder::new()
-            .name("quarry-eval".into())
-            .spawn(move || {
-                for q in rx {
-                    set(&table, &q.id, |r| r.state = RunState::Running);
-                    let started = std::time::Instant::now();
-                    let outcome = if stop.load(Ordering::SeqCst) {
-                        Err(None)
-                    } else {
-                        evaluate(&engine, &q, &stop)
-                    };
-                    let mut finished = None;
-                    set(&table, &q.id, |r| {
-                        r.finished = Some(now_secs());
-                        match outcome {
-                            Ok((scored, report)) => {
-                                r.state = RunState::Done;
-                                r.gold_not_visible = scored.gold_not_visible;
-                                r.metrics = scored.metrics;
-                                r.per_query = scored.per_query;
-                                r.retrieval_ms = Some(started.elapsed().as_secs_f64() * 1e3);
-                                finished = Some((r.clone(), report));
-                            }
-                            Err(None) => r.state = RunState::Cancelled,
-                            Err(Some(e)) => {
-                                r.state = RunState::Failed;
-                                r.error = Some(e);
-                            }
-                        }
-                    });
-                    if let Some((run, report)) = finished {
-                        if let Err(e) = save(&out, &run, &report) {
-                            tracing::error!(run = %run.id, error = %e, "saving an evaluation run");
-                        }
+        let (table, out) = (runs.clone(), dir.to_path_buf());
+        let worker = Worker::start("quarry-eval", QUEUE, move |q: Queued, stop| {
+            set(&table, &q.id, |r| r.state = RunState::Running);
+            let started = std::time::Instant::now();
+            let outcome = if stop.load(Ordering::SeqCst) {
+                Err(None)
+            } else {
+                evaluate(&engine, &q, stop)
+            };
+            let mut finished = None;
+            set(&table, &q.id, |r| {
+                r.finished = Some(now_secs());
+                match outcome {
+                    Ok((scored, report)) => {
+                        r.state = RunState::Done;
+                        r.gold_not_visible = scored.gold_not_visible;
+                        r.metrics = scored.metrics;
+                        r.per_query = scored.per_query;
+                        r.retrieval_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                        finished = Some((r.clone(), report));
+                    }
+                    Err(None) => r.state = RunState::Cancelled,
+                    Err(Some(e)) => {
+                        r.state = RunState::Failed;
+                        r.error = Some(e);
                     }
                 }
-            })
-            .map_err(|e| Error::Internal(format!("starting the evaluation worker: {e}")))?;
+            });
+            if let Some((run, report)) = finished {
+                if let Err(e) = save(&out, &run, &report) {
+                    tracing::error!(run = %run.id, error = %e, "saving an evaluation run");
+                }
+            }
+        })?;
         Ok(EvalRuns {
             dir: dir.to_path_buf(),
             runs,
             submitted: AtomicU64::new(0),
-            sender: Mutex::new(Some(tx)),
-            stopping,
-            worker: Mutex::new(Some(worker)),
+            worker,
         })
     }
 
@@ -225,16 +213,7 @@ impl EvalRuns {
             depth: req.depth,
             measures: req.measures,
         };
-        let sender = self.sender.lock().map_err(|_| Error::Poisoned)?;
-        let refused = match sender.as_ref() {
-            None => Some(Error::ShuttingDown),
-            Some(tx) => match tx.try_send(queued) {
-                Ok(()) => None,
-                Err(TrySendError::Full(_)) => Some(Error::Busy("evaluation queue full")),
-                Err(TrySendError::Disconnected(_)) => Some(Error::ShuttingDown),
-            },
-        };
-        if let Some(e) = refused {
+        if let Err((e, _)) = self.worker.submit(queued, "evaluation queue full") {
             self.runs.lock().map_err(|_| Error::Poisoned)?.remove(&run.id);
             return Err(e);
         }
@@ -283,14 +262,7 @@ impl EvalRuns {
 
     /// Cancels the queued runs and the running one (between two questions), and waits for the worker.
     pub fn shutdown(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        if let Ok(mut s) = self.sender.lock() {
-            s.take();
-        }
-        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = worker {
-            let _ = w.join();
-        }
+        self.worker.shutdown();
     }
 }
 

@@ -31,6 +31,7 @@ pub mod querylog;
 pub mod routes;
 pub mod state;
 pub mod webapp;
+pub mod worker;
 
 pub use access::Caller;
 pub use error::{Error, Result};

@@ -103,7 +103,7 @@ impl AppState {
         }
         let engine = Arc::new(Engine::new(Arc::new(index), embedder, generator, config));
         let log = QueryLog::open(&data_dir.join("query-log.jsonl"))?;
-        let jobs = Jobs::start(engine.clone(), opts.ingest_queue);
+        let jobs = Jobs::start(engine.clone(), opts.ingest_queue)?;
         let evals = EvalRuns::start(engine.clone(), &data_dir.join("eval-runs"))?;
         Ok(AppState(Arc::new(Inner {
             engine,
