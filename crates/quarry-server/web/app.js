@@ -303,7 +303,8 @@
       $('eval-shown').textContent = '(' + run.name + ', ' + run.mode + ', ' + new Date(run.created * 1000).toLocaleString() + ')';
       var body = $('eval-metrics').tBodies[0];
       clear(body);
-      Object.keys(run.metrics).forEach(function (m) {
+      // In the order the run asked for them (the metrics object is keyed alphabetically).
+      run.measures.filter(function (m) { return m in run.metrics; }).forEach(function (m) {
         body.appendChild(el('tr', {}, [el('td', { text: m }), el('td', { class: 'n', text: run.metrics[m].toFixed(4) })]));
       });
       $('eval-metrics').setAttribute('data-run', run.id);
