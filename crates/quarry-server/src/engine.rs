@@ -122,13 +122,7 @@ impl Engine {
                 cached: true,
             });
         }
-        let (hits, timings) = self.retriever.search_timed(&SearchRequest {
-            query: &q.text,
-            mode: q.mode,
-            top_k: q.top_k,
-            filter: filter.as_ref(),
-            per_document: q.per_document,
-        })?;
+        let (hits, timings) = self.ranked(filter.as_ref(), q)?;
         let passages = self.retriever.passages(&hits)?;
         let mut cache = self.cache.lock().map_err(|_| Error::Poisoned)?;
         if cache.0 != generation || cache.1.len() >= CACHE_ENTRIES {
@@ -140,6 +134,21 @@ impl Engine {
             timings,
             cached: false,
         })
+    }
+
+    /// Ranked hits the caller may read, without the result cache (evaluation runs would only churn it).
+    pub fn retrieve(&self, caller: &Caller, q: &Query) -> Result<Vec<quarry_core::Hit>> {
+        Ok(self.ranked(caller.restrict(q.filters.clone()).as_ref(), q)?.0)
+    }
+
+    fn ranked(&self, filter: Option<&Filter>, q: &Query) -> Result<(Vec<quarry_core::Hit>, SearchTimings)> {
+        Ok(self.retriever.search_timed(&SearchRequest {
+            query: &q.text,
+            mode: q.mode,
+            top_k: q.top_k,
+            filter,
+            per_document: q.per_document,
+        })?)
     }
 
     fn cached(&self, generation: u64, key: &str) -> Result<Option<(Vec<Passage>, SearchTimings)>> {

@@ -20,6 +20,9 @@ pub enum Error {
     /// documents and jobs cannot be probed.
     #[error("{0} not found")]
     NotFound(String),
+    /// The thing exists but is not in a state to do this yet (an evaluation report of a running run).
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("too many requests for this key; retry in {retry_after_secs} s")]
@@ -46,6 +49,7 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Busy(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

@@ -8,10 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use quarry_core::Metadata;
 use quarry_ingest::crawl::CrawlOptions;
@@ -21,6 +19,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keys::{hex, now_secs};
+use crate::worker::Worker;
 
 #[derive(Debug, Clone)]
 pub enum Work {
@@ -62,6 +61,9 @@ pub struct Job {
     pub summary: Option<Summary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Submission order (seconds are too coarse to order jobs by).
+    #[serde(skip)]
+    seq: u64,
 }
 
 struct Queued {
@@ -72,62 +74,53 @@ struct Queued {
 
 pub struct Jobs {
     jobs: Arc<Mutex<HashMap<String, Job>>>,
-    sender: Mutex<Option<SyncSender<Queued>>>,
-    stopping: Arc<AtomicBool>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    submitted: AtomicU64,
+    worker: Worker<Queued>,
 }
 
 impl Jobs {
     /// Starts the worker; at most `queue` jobs wait behind the running one.
-    pub fn start(engine: Arc<Engine>, queue: usize) -> Jobs {
-        let (tx, rx) = sync_channel::<Queued>(queue.max(1));
+    pub fn start(engine: Arc<Engine>, queue: usize) -> Result<Jobs> {
         let jobs: Arc<Mutex<HashMap<String, Job>>> = Arc::default();
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (table, stop) = (jobs.clone(), stopping.clone());
-        let worker = std::thread::Builder::new()
-            .name("quarry-ingest".into())
-            .spawn(move || {
-                for q in rx {
-                    if stop.load(Ordering::SeqCst) {
-                        set(&table, &q.id, |j| {
-                            j.state = State::Cancelled;
-                            j.finished = Some(now_secs());
-                        });
-                        cleanup(&q.work);
-                        continue;
+        let table = jobs.clone();
+        let worker = Worker::start("quarry-ingest", queue, move |q: Queued, stop| {
+            if stop.load(Ordering::SeqCst) {
+                set(&table, &q.id, |j| {
+                    j.state = State::Cancelled;
+                    j.finished = Some(now_secs());
+                });
+                cleanup(&q.work);
+                return;
+            }
+            set(&table, &q.id, |j| j.state = State::Running);
+            let started = std::time::Instant::now();
+            let outcome = run(&engine, &q);
+            engine.invalidate();
+            cleanup(&q.work);
+            tracing::info!(job = %q.id, ms = started.elapsed().as_millis() as u64, "ingest job finished");
+            set(&table, &q.id, |j| {
+                j.finished = Some(now_secs());
+                match outcome {
+                    Ok(s) => {
+                        j.state = if s.errors.is_empty() {
+                            State::Done
+                        } else {
+                            State::Failed
+                        };
+                        j.summary = Some(s);
                     }
-                    set(&table, &q.id, |j| j.state = State::Running);
-                    let started = std::time::Instant::now();
-                    let outcome = run(&engine, &q);
-                    engine.invalidate();
-                    cleanup(&q.work);
-                    tracing::info!(job = %q.id, ms = started.elapsed().as_millis() as u64, "ingest job finished");
-                    set(&table, &q.id, |j| {
-                        j.finished = Some(now_secs());
-                        match outcome {
-                            Ok(s) => {
-                                j.state = if s.errors.is_empty() {
-                                    State::Done
-                                } else {
-                                    State::Failed
-                                };
-                                j.summary = Some(s);
-                            }
-                            Err(e) => {
-                                j.state = State::Failed;
-                                j.error = Some(e);
-                            }
-                        }
-                    });
+                    Err(e) => {
+                        j.state = State::Failed;
+                        j.error = Some(e);
+                    }
                 }
-            })
-            .ok();
-        Jobs {
+            });
+        })?;
+        Ok(Jobs {
             jobs,
-            sender: Mutex::new(Some(tx)),
-            stopping,
-            worker: Mutex::new(worker),
-        }
+            submitted: AtomicU64::new(0),
+            worker,
+        })
     }
 
     /// Queues work labelled for `tenant`; 503 when the queue is full or the server is stopping.
@@ -146,27 +139,19 @@ impl Jobs {
             finished: None,
             summary: None,
             error: None,
+            seq: self.submitted.fetch_add(1, Ordering::SeqCst),
         };
         self.jobs
             .lock()
             .map_err(|_| Error::Poisoned)?
             .insert(job.id.clone(), job.clone());
-        let sender = self.sender.lock().map_err(|_| Error::Poisoned)?;
         let queued = Queued {
             id: job.id.clone(),
             work,
             labels,
         };
-        let refused = match sender.as_ref() {
-            None => Some((Error::ShuttingDown, queued.work)),
-            Some(tx) => match tx.try_send(queued) {
-                Ok(()) => None,
-                Err(TrySendError::Full(q)) => Some((Error::Busy("ingest queue full"), q.work)),
-                Err(TrySendError::Disconnected(q)) => Some((Error::ShuttingDown, q.work)),
-            },
-        };
-        if let Some((e, work)) = refused {
-            cleanup(&work);
+        if let Err((e, refused)) = self.worker.submit(queued, "ingest queue full") {
+            cleanup(&refused.work);
             self.jobs.lock().map_err(|_| Error::Poisoned)?.remove(&job.id);
             return Err(e);
         }
@@ -177,16 +162,22 @@ impl Jobs {
         Ok(self.jobs.lock().map_err(|_| Error::Poisoned)?.get(id).cloned())
     }
 
+    /// The newest `limit` jobs of `tenant` (`None`: every tenant's), newest first.
+    pub fn list(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Job>> {
+        let table = self.jobs.lock().map_err(|_| Error::Poisoned)?;
+        let mut jobs: Vec<Job> = table
+            .values()
+            .filter(|j| tenant.is_none() || j.tenant.as_deref() == tenant)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     /// Stops taking jobs, lets the running one finish, cancels the queued ones, and waits for the worker.
     pub fn shutdown(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        if let Ok(mut s) = self.sender.lock() {
-            s.take();
-        }
-        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = worker {
-            let _ = w.join();
-        }
+        self.worker.shutdown();
     }
 }
 

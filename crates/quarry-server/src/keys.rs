@@ -23,6 +23,8 @@ pub enum Scope {
     Read,
     /// Upload files and URLs, delete documents.
     Ingest,
+    /// Run retrieval evaluations over the documents the key reads, and read their results.
+    Eval,
     /// Everything, and (without a tenant) every tenant's documents.
     Admin,
 }
@@ -33,9 +35,10 @@ impl std::str::FromStr for Scope {
         match s.trim().to_ascii_lowercase().as_str() {
             "read" => Ok(Scope::Read),
             "ingest" => Ok(Scope::Ingest),
+            "eval" => Ok(Scope::Eval),
             "admin" => Ok(Scope::Admin),
             other => Err(Error::BadRequest(format!(
-                "unknown scope `{other}` (read, ingest or admin)"
+                "unknown scope `{other}` (read, ingest, eval or admin)"
             ))),
         }
     }

@@ -4,7 +4,9 @@
 //! OpenAI-compatible endpoints (`/v1/chat/completions` with citations in a `quarry` extension field,
 //! `/v1/embeddings`, `/v1/models`), API keys with scopes, per-tenant access labels enforced inside every
 //! index query, the query log, limits (body size, in-flight work, ingest queue, per-key rate, timeouts)
-//! and observability (request ids in tracing spans, Prometheus `/metrics`). It does not own retrieval,
+//! and observability (request ids in tracing spans, Prometheus `/metrics`), and the web app served at `/`
+//! (embedded HTML, CSS and script that call the same API), and retrieval evaluations run as background
+//! jobs under the caller's access labels (`/api/eval/runs`, with `quarry_eval`'s HTML report). It does not own retrieval,
 //! generation or ingest: it calls the library crates, as the CLI does, and runs their synchronous work
 //! on blocking threads so the async runtime never waits on a model.
 //!
@@ -20,6 +22,7 @@
 pub mod access;
 pub mod engine;
 pub mod error;
+pub mod evals;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
@@ -27,6 +30,8 @@ pub mod middleware;
 pub mod querylog;
 pub mod routes;
 pub mod state;
+pub mod webapp;
+pub mod worker;
 
 pub use access::Caller;
 pub use error::{Error, Result};

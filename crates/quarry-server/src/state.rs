@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::evals::EvalRuns;
 use crate::jobs::Jobs;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
@@ -56,6 +57,7 @@ pub struct Inner {
     pub keys: KeyStore,
     pub log: QueryLog,
     pub jobs: Jobs,
+    pub evals: EvalRuns,
     pub opts: ServerOptions,
     pub data_dir: PathBuf,
     pub metrics: Metrics,
@@ -101,12 +103,14 @@ impl AppState {
         }
         let engine = Arc::new(Engine::new(Arc::new(index), embedder, generator, config));
         let log = QueryLog::open(&data_dir.join("query-log.jsonl"))?;
-        let jobs = Jobs::start(engine.clone(), opts.ingest_queue);
+        let jobs = Jobs::start(engine.clone(), opts.ingest_queue)?;
+        let evals = EvalRuns::start(engine.clone(), &data_dir.join("eval-runs"))?;
         Ok(AppState(Arc::new(Inner {
             engine,
             keys,
             log,
             jobs,
+            evals,
             gate: Arc::new(Semaphore::new(opts.max_inflight.max(1))),
             limiter: RateLimiter::new(opts.rate_per_minute),
             opts,
@@ -147,8 +151,9 @@ impl AppState {
         self.limiter.check(key_id)
     }
 
-    /// Stops the ingest worker after its current job (see [`Jobs::shutdown`]).
+    /// Stops the ingest worker after its current job (see [`Jobs::shutdown`]) and cancels evaluation runs.
     pub fn shutdown(&self) {
+        self.evals.shutdown();
         self.jobs.shutdown();
     }
 }

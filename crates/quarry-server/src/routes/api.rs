@@ -138,17 +138,8 @@ pub async fn ask(
     }
     let (c, q2) = (caller.clone(), q.clone());
     let (answer, found) = state.blocking(move |e| e.answer(&c, &q2, which, &mut |_| true)).await?;
-    state.metrics.stages(&answer.timings);
-    let generator = state.engine.generator(which).name().to_string();
-    let query_id = log_query(
-        &state,
-        &caller,
-        "ask",
-        &q.text,
-        &found,
-        Some((&answer, &generator)),
-        &answer.timings,
-    )?;
+    let (generator, query_id) = record_answer(&state, &caller, "ask", &q, which, &answer, &found);
+    let query_id = query_id?;
     let mut v = serde_json::to_value(&answer).map_err(|e| Error::Internal(e.to_string()))?;
     v["query_id"] = json!(query_id);
     v["generator"] = json!(generator);
@@ -174,17 +165,7 @@ fn ask_events(state: AppState, caller: Caller, q: Query, which: Which) -> Result
         });
         match result {
             Ok((answer, found)) => {
-                st.metrics.stages(&answer.timings);
-                let generator = st.engine.generator(which).name().to_string();
-                let logged = log_query(
-                    &st,
-                    &caller,
-                    "ask",
-                    &q.text,
-                    &found,
-                    Some((&answer, &generator)),
-                    &answer.timings,
-                );
+                let (generator, logged) = record_answer(&st, &caller, "ask", &q, which, &answer, &found);
                 let _ = send("citations", json!(answer.citations))
                     && send(
                         "verification",
@@ -203,6 +184,32 @@ fn ask_events(state: AppState, caller: Caller, q: Query, which: Which) -> Result
     Ok(Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// What every answering route does once an answer is ready: its stage timings go to the metrics, and
+/// the question, retrieved and cited chunks and answer to the query log. Returns the generator's name
+/// and the query id that feedback refers to (an error if logging failed; the answer stands regardless).
+pub fn record_answer(
+    state: &AppState,
+    caller: &Caller,
+    endpoint: &str,
+    q: &Query,
+    which: Which,
+    answer: &Answer,
+    found: &Found,
+) -> (String, Result<String>) {
+    state.metrics.stages(&answer.timings);
+    let generator = state.engine.generator(which).name().to_string();
+    let query_id = log_query(
+        state,
+        caller,
+        endpoint,
+        &q.text,
+        found,
+        Some((answer, &generator)),
+        &answer.timings,
+    );
+    (generator, query_id)
 }
 
 /// Logs a search or an answer; returns the query id that feedback refers to.

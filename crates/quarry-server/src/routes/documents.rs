@@ -218,6 +218,24 @@ pub async fn ingest_url(
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct JobsParams {
+    pub limit: Option<usize>,
+}
+
+/// The caller's tenant's latest jobs, newest first (every tenant's for keys that span tenants).
+pub async fn jobs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<JobsParams>,
+) -> Result<Json<Value>> {
+    caller.require(Scope::Ingest)?;
+    let jobs = state
+        .jobs
+        .list(caller.tenant.as_deref(), p.limit.unwrap_or(20).clamp(1, 200))?;
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
 /// A job's state; 404 for jobs of other tenants.
 pub async fn job(
     State(state): State<AppState>,

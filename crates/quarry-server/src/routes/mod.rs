@@ -1,43 +1,93 @@
 //! The routes, and the layers around them.
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::Error;
 use crate::middleware::{authenticate, observe};
 use crate::state::AppState;
+use crate::webapp;
 
 pub mod api;
 pub mod documents;
+pub mod eval;
 pub mod openai;
 
-/// The whole application: public health routes, and everything else behind API keys.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Health, metrics, the web app's files and the OpenAPI document.
+    Public,
+    /// Everything else: an API key (scopes are checked by each handler).
+    Key,
+}
+
+/// Every route, in one table: `router` is built from it, and the OpenAPI test checks `/openapi.json`
+/// against it, so a route cannot be added without being documented.
+pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
+    use Access::{Key, Public};
+    vec![
+        ("/health", Public, get(health)),
+        ("/ready", Public, get(ready)),
+        ("/metrics", Public, get(metrics)),
+        ("/openapi.json", Public, get(openapi)),
+        ("/", Public, get(webapp::index)),
+        ("/app/", Public, get(webapp::index)),
+        ("/app/{*file}", Public, get(webapp::file)),
+        ("/api/search", Key, post(api::search)),
+        ("/api/ask", Key, post(api::ask)),
+        ("/api/feedback", Key, post(api::feedback)),
+        ("/api/documents", Key, get(documents::list)),
+        (
+            "/api/documents/{*id}",
+            Key,
+            get(documents::get).delete(documents::delete),
+        ),
+        ("/api/ingest/file", Key, post(documents::ingest_file)),
+        ("/api/ingest/url", Key, post(documents::ingest_url)),
+        ("/api/jobs", Key, get(documents::jobs)),
+        ("/api/jobs/{id}", Key, get(documents::job)),
+        ("/api/eval/runs", Key, get(eval::list).post(eval::start)),
+        ("/api/eval/runs/{id}", Key, get(eval::get)),
+        ("/api/eval/runs/{id}/report", Key, get(eval::report)),
+        ("/v1/models", Key, get(openai::models)),
+        ("/v1/embeddings", Key, post(openai::embeddings)),
+        ("/v1/chat/completions", Key, post(openai::chat_completions)),
+    ]
+}
+
+/// The whole application: public health routes and the web app, and everything else behind API keys.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/api/search", post(api::search))
-        .route("/api/ask", post(api::ask))
-        .route("/api/feedback", post(api::feedback))
-        .route("/api/documents", get(documents::list))
-        .route("/api/documents/{*id}", get(documents::get).delete(documents::delete))
-        .route("/api/ingest/file", post(documents::ingest_file))
-        .route("/api/ingest/url", post(documents::ingest_url))
-        .route("/api/jobs/{id}", get(documents::job))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route_layer(from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .merge(protected)
+    let (mut public, mut protected) = (Router::new(), Router::new());
+    for (path, access, handler) in table() {
+        match access {
+            Access::Public => public = public.route(path, handler),
+            Access::Key => protected = protected.route(path, handler),
+        }
+    }
+    public
+        .merge(protected.route_layer(from_fn_with_state(state.clone(), authenticate)))
+        .fallback(no_route)
         .route_layer(from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 description of every route in [`table`], written by hand.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Unknown paths get the same error body as everything else.
+async fn no_route(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!("route `{method} {}`", uri.path()))
 }
 
 /// Liveness: the process answers.

@@ -19,7 +19,7 @@ use crate::access::Caller;
 use crate::engine::{Query, Which};
 use crate::error::{Error, Result};
 use crate::keys::{hex, now_secs, Scope};
-use crate::routes::api::{log_query, Retrieval};
+use crate::routes::api::{record_answer, Retrieval};
 use crate::state::AppState;
 
 /// The model a client names: `quarry` answers with the configured generator, `quarry-extractive` without
@@ -176,17 +176,8 @@ pub async fn chat_completions(
     }
     let (c, q2) = (caller.clone(), q.clone());
     let (answer, found) = state.blocking(move |e| e.answer(&c, &q2, which, &mut |_| true)).await?;
-    state.metrics.stages(&answer.timings);
-    let generator = state.engine.generator(which).name().to_string();
-    let query_id = log_query(
-        &state,
-        &caller,
-        "chat",
-        &q.text,
-        &found,
-        Some((&answer, &generator)),
-        &answer.timings,
-    )?;
+    let (generator, query_id) = record_answer(&state, &caller, "chat", &q, which, &answer, &found);
+    let query_id = query_id?;
     let usage = answer.usage.unwrap_or_default();
     Ok(Json(json!({
         "id": id,
@@ -253,18 +244,8 @@ fn stream(
         });
         match result {
             Ok((answer, found)) => {
-                state.metrics.stages(&answer.timings);
-                let generator = state.engine.generator(which).name().to_string();
-                let query_id = log_query(
-                    &state,
-                    &caller,
-                    "chat",
-                    &q.text,
-                    &found,
-                    Some((&answer, &generator)),
-                    &answer.timings,
-                )
-                .unwrap_or_default();
+                let (generator, query_id) = record_answer(&state, &caller, "chat", &q, which, &answer, &found);
+                let query_id = query_id.unwrap_or_default();
                 let _ = chunk(json!({}), Some("stop"), Some(extension(&query_id, &generator, &answer)));
             }
             Err(e) => {

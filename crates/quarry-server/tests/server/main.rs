@@ -3,5 +3,9 @@
 
 mod access;
 mod api;
+mod browser;
 mod common;
+mod eval;
 mod openai;
+mod openapi;
+mod webapp;
