@@ -263,7 +263,10 @@ fn main() -> Result<()> {
     }
     if let Some(n) = o.scale {
         for s in &o.sets {
-            anyhow::ensure!(s == "random" || s == "clustered", "--sets: unknown set {s} (random, clustered)");
+            anyhow::ensure!(
+                s == "random" || s == "clustered",
+                "--sets: unknown set {s} (random, clustered)"
+            );
         }
         let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
         report.push_str(&format!(

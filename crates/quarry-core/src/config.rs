@@ -79,6 +79,20 @@ pub struct IndexConfig {
     /// Below this many matching chunks a filtered vector query scans them exactly instead of
     /// walking the graph (a walk through a sparse filter can miss matches).
     pub exact_search_threshold: usize,
+    /// Lexical ranking in the PostgreSQL backend (the embedded index always uses tantivy's BM25).
+    pub pg_lexical_ranking: PgLexicalRanking,
+}
+
+/// How the PostgreSQL backend ranks lexical matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgLexicalRanking {
+    /// BM25 (k1 = 1.2, b = 0.75, as the embedded index) computed in SQL from the chunks' tsvectors,
+    /// with document frequencies counted through the GIN index.
+    #[default]
+    Bm25,
+    /// PostgreSQL's `ts_rank_cd(tsv, query, 1)`: cover density, no inverse document frequency.
+    TsRankCd,
 }
 
 impl Default for IndexConfig {
@@ -88,6 +102,7 @@ impl Default for IndexConfig {
             hnsw_ef_construction: 200,
             hnsw_ef_search: 128,
             exact_search_threshold: 2000,
+            pg_lexical_ranking: PgLexicalRanking::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod vector;
 
 pub use config::{
     ChunkingConfig, Config, Fusion, GeneratorConfig, GeneratorKind, IndexConfig, ModelConfig, OpenAiConfig,
-    PromptConfig, RetrievalConfig,
+    PgLexicalRanking, PromptConfig, RetrievalConfig,
 };
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use embedder::{Embedder, Reranker, TokenCounter};

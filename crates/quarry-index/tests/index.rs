@@ -118,6 +118,7 @@ both_backends!(
     a_store_built_with_another_model_is_refused,
     a_failed_batch_writes_nothing,
     reembedding_copies_every_document_continues_and_removes_what_is_gone,
+    lexical_ranking_is_bm25_rare_terms_weigh_more_and_frequency_saturates,
 );
 
 fn embedder() -> HashEmbedder {
@@ -658,7 +659,7 @@ fn postgres_migrations_are_recorded_and_applied_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     // A schema written by a newer build is refused, not guessed at.
     db.batch_execute(&format!(
         "INSERT INTO {}.schema_migrations (version, name) VALUES (99, 'from the future')",
@@ -667,7 +668,7 @@ fn postgres_migrations_are_recorded_and_applied_once() {
     .unwrap();
     let err = store.open_as(None).err().unwrap().to_string();
     assert!(
-        err.contains("is at version 99, newer than this build knows (1)"),
+        err.contains("is at version 99, newer than this build knows (2)"),
         "{err}"
     );
 }
@@ -742,4 +743,81 @@ fn reembedding_copies_every_document_continues_and_removes_what_is_gone(backend:
     };
     let s = Ingestor::new(green.as_ref(), &other, cfg).ingest_paths(std::slice::from_ref(&corpus), &Silent);
     assert_eq!((s.documents_updated, s.documents_unchanged), (1, 2), "{s:?}");
+}
+
+/// Both backends rank lexical matches by BM25: a rare query word outweighs a common one, however often
+/// the common one repeats, and a chunk with both beats either. In PostgreSQL the collection statistics
+/// that BM25 needs (chunk count, total length) follow inserts, updates and deletes.
+fn lexical_ranking_is_bm25_rare_terms_weigh_more_and_frequency_saturates(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(backend, tmp.path(), "lexical_ranking_is_bm25");
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for i in 0..12 {
+        std::fs::write(
+            corpus.join(format!("common{i:02}.txt")),
+            format!("Protein folding study number {i}. The protein binds another protein in cells."),
+        )
+        .unwrap();
+    }
+    std::fs::write(corpus.join("rare.txt"), "Zinc deficiency in soil changes crop yields.").unwrap();
+    std::fs::write(corpus.join("both.txt"), "Zinc finger protein motifs bind DNA.").unwrap();
+    let index = store.open();
+    let s = ingest(index.as_ref(), &[&corpus]);
+    assert_eq!(s.documents_added, 14, "{s:?}");
+    let ranked = lexical_docs(index.as_ref(), "zinc protein");
+    assert_eq!(ranked.len(), 14, "every chunk with either word matches: {ranked:?}");
+    assert!(ranked[0].ends_with("both.txt"), "{ranked:?}");
+    assert!(
+        ranked[1].ends_with("rare.txt"),
+        "the rare word outranks the repeated common one: {ranked:?}"
+    );
+
+    if let Backend::Postgres = backend {
+        let mut db = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+        let check = |db: &mut ::postgres::Client| {
+            let r = db
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT sum(chunks) FROM {s}.lexical_stats)::bigint,
+                                (SELECT count(*) FROM {s}.chunks)::bigint,
+                                (SELECT sum(tokens) FROM {s}.lexical_stats)::bigint,
+                                (SELECT coalesce(sum({s}.quarry_tsv_len(tsv)), 0) FROM {s}.chunks)::bigint",
+                        s = store.schema
+                    ),
+                    &[],
+                )
+                .unwrap();
+            let (a, b, c, d): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            assert_eq!((a, c), (b, d), "lexical_stats (chunks, tokens) follow the chunks table");
+            assert!(b > 0 || a == 0);
+        };
+        check(&mut db);
+        // A changed file and a deleted one: the statistics follow.
+        std::fs::write(corpus.join("rare.txt"), "Zinc and selenium deficiency in soils.").unwrap();
+        std::fs::remove_file(corpus.join("common00.txt")).unwrap();
+        let s = ingest(index.as_ref(), &[&corpus]);
+        assert_eq!((s.documents_updated, s.documents_removed), (1, 1), "{s:?}");
+        check(&mut db);
+        index.rebuild().unwrap();
+        check(&mut db);
+        // A store from before migration 2 gets the lengths and totals backfilled when opened.
+        drop(index);
+        db.batch_execute(&format!(
+            "SET search_path = {};
+             DROP TRIGGER chunks_len ON chunks; DROP TRIGGER chunks_lexical_stats ON chunks;
+             DROP FUNCTION quarry_chunk_len(); DROP FUNCTION quarry_lexical_stats();
+             DROP TABLE lexical_stats; ALTER TABLE chunks DROP COLUMN tsv_len; DROP FUNCTION quarry_tsv_len(tsvector);
+             DELETE FROM schema_migrations WHERE version = 2; SET search_path = public;",
+            store.schema
+        ))
+        .unwrap();
+        let index = store.open();
+        check(&mut db);
+        let again = lexical_docs(index.as_ref(), "zinc protein");
+        assert!(
+            again[0].ends_with("both.txt") && again[1].ends_with("rare.txt"),
+            "{again:?}"
+        );
+    }
 }

@@ -12,11 +12,14 @@
 //! maintained by PostgreSQL inside the same transaction as the rows, so `flush` has nothing to do and
 //! `rebuild` only reindexes.
 //!
-//! Lexical ranking is `ts_rank_cd` (cover density) over an OR of the query's lexemes, not BM25: it
-//! rewards query terms that occur close together and often, has no inverse document frequency (a rare
-//! term weighs as much as a common one) and no saturation of term frequency; scores are normalised by
-//! document length (`1 + log(length)`). The two rank similar documents on top but their scores are
-//! not comparable, so fused (hybrid) results differ a little between backends.
+//! Lexical ranking is BM25 by default (`index.pg_lexical_ranking`), computed in SQL over the chunks
+//! that match an OR of the query's lexemes: term frequencies come from the tsvector's positions,
+//! chunk lengths from `tsv_len`, N and the average length from `lexical_stats` (both kept by
+//! triggers), and document frequencies are counted per query lexeme through the GIN index. It differs
+//! from the embedded index's tantivy BM25 only in analysis (PostgreSQL's `english` configuration vs
+//! tantivy's stemmer and stop list) and in that tsvectors keep at most 256 positions per lexeme. The
+//! alternative `ts_rank_cd` (cover density) has no inverse document frequency, so a frequent word
+//! weighs as much as the rare one that identifies a document.
 
 mod filter;
 pub mod pool;
@@ -26,8 +29,8 @@ mod vector;
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row, Transaction};
 use quarry_core::{
-    Chunk, DocumentVersion, Filter, Hit, Index, IndexConfig, IndexStats, IndexedDocument, SourceRecord, StoredChunk,
-    StoredDocument,
+    Chunk, DocumentVersion, Filter, Hit, Index, IndexConfig, IndexStats, IndexedDocument, PgLexicalRanking,
+    SourceRecord, StoredChunk, StoredDocument,
 };
 
 use crate::error::{Error, Result};
@@ -36,6 +39,10 @@ use pool::{db_error, Pool};
 pub use pool::{is_postgres_url, PgOptions};
 pub use schema::TS_CONFIG;
 use vector::Vector;
+
+/// BM25 parameters, the embedded index's (tantivy's) defaults.
+const BM25_K1: f64 = 1.2;
+const BM25_B: f64 = 0.75;
 
 /// pgvector refuses `hnsw.ef_search` above this.
 const MAX_EF_SEARCH: usize = 1000;
@@ -466,18 +473,56 @@ impl Index for PostgresIndex {
         // each lexeme is quoted so that no character in the query is read as tsquery syntax.
         let mut params: Params = vec![Box::new(query.to_string()), Box::new(k as i64)];
         let (join, filter_sql) = Self::filter_sql(filter, &mut params);
-        let sql = format!(
-            "WITH q AS (
-                 SELECT (SELECT string_agg(quote_literal(replace(l, E'\\\\', '')), ' | ')
-                         FROM unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', $1))) AS l
-                         WHERE replace(l, E'\\\\', '') <> '')::tsquery AS query
-             )
-             SELECT c.id, c.doc_id, ts_rank_cd(c.tsv, q.query, 1)::float8 AS score
-             FROM q, chunks c {join}
-             WHERE c.tsv @@ q.query {filter_sql}
-             ORDER BY score DESC, c.id
-             LIMIT $2"
+        let terms = format!(
+            "terms AS (
+                 SELECT DISTINCT replace(l, E'\\\\', '') AS lexeme
+                 FROM unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', $1))) AS l
+                 WHERE replace(l, E'\\\\', '') <> ''),
+             q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS query FROM terms)"
         );
+        let sql = match self.cfg.pg_lexical_ranking {
+            PgLexicalRanking::TsRankCd => format!(
+                "WITH {terms}
+                 SELECT c.id, c.doc_id, ts_rank_cd(c.tsv, q.query, 1)::float8 AS score
+                 FROM q, chunks c {join}
+                 WHERE c.tsv @@ q.query {filter_sql}
+                 ORDER BY score DESC, c.id
+                 LIMIT $2"
+            ),
+            // BM25 over the matching chunks: term frequency from the lexeme's positions, length from
+            // tsv_len, document frequency counted per query lexeme through the GIN index (over the
+            // whole collection, as the embedded index does), N and the average length from
+            // lexical_stats (kept by triggers).
+            PgLexicalRanking::Bm25 => format!(
+                "WITH {terms},
+                 stats AS (
+                     SELECT greatest(sum(chunks), 1)::float8 AS n,
+                            greatest(sum(tokens)::float8 / greatest(sum(chunks), 1), 1) AS avgdl
+                     FROM lexical_stats),
+                 idf AS (
+                     SELECT t.lexeme, ln(1 + (stats.n - d.df + 0.5) / (d.df + 0.5)) AS w
+                     FROM terms t CROSS JOIN stats
+                     CROSS JOIN LATERAL (
+                         SELECT count(*)::float8 AS df FROM chunks x
+                         WHERE x.tsv @@ quote_literal(t.lexeme)::tsquery) d),
+                 hits AS (
+                     SELECT c.id, c.doc_id, c.tsv, c.tsv_len FROM q, chunks c {join}
+                     WHERE c.tsv @@ q.query {filter_sql})
+                 SELECT h.id, h.doc_id,
+                        sum(idf.w * f.tf * {k1p1} / (f.tf + {k1} * (1 - {b} + {b} * h.tsv_len / stats.avgdl)))::float8
+                            AS score
+                 FROM hits h CROSS JOIN stats
+                 CROSS JOIN LATERAL unnest(h.tsv) AS u(lexeme, positions, weights)
+                 JOIN idf ON idf.lexeme = u.lexeme
+                 CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) f
+                 GROUP BY h.id, h.doc_id
+                 ORDER BY score DESC, h.id
+                 LIMIT $2",
+                k1 = BM25_K1,
+                k1p1 = BM25_K1 + 1.0,
+                b = BM25_B,
+            ),
+        };
         Ok(self.search(&sql, &params, &[])?)
     }
 

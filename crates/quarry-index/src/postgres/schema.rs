@@ -14,10 +14,11 @@ use crate::error::{Error, Result};
 pub const TS_CONFIG: &str = "english";
 
 /// (version, name, SQL). Runs with `search_path` set to Quarry's schema.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "documents, chunks, sources, meta; metadata filter functions",
-    r#"
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "documents, chunks, sources, meta; metadata filter functions",
+        r#"
 CREATE TABLE meta (
     key   text PRIMARY KEY,
     value text NOT NULL
@@ -98,7 +99,54 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 "#,
-)];
+    ),
+    (
+        2,
+        "BM25 statistics: chunk lengths in lexemes, collection totals kept by triggers",
+        r#"
+-- Occurrences of lexemes in a tsvector (BM25's document length); a lexeme without positions counts once.
+CREATE FUNCTION quarry_tsv_len(t tsvector) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0)::integer FROM unnest(t)
+$$;
+
+ALTER TABLE chunks ADD COLUMN tsv_len integer NOT NULL DEFAULT 0;
+UPDATE chunks SET tsv_len = quarry_tsv_len(tsv);
+
+-- Chunk count and total length, in 16 rows chosen by the writing backend so that concurrent ingests
+-- do not all wait on one row; readers sum them.
+CREATE TABLE lexical_stats (
+    shard  integer PRIMARY KEY,
+    chunks bigint NOT NULL,
+    tokens bigint NOT NULL
+);
+INSERT INTO lexical_stats SELECT 0, count(*), coalesce(sum(tsv_len), 0) FROM chunks;
+
+CREATE FUNCTION quarry_chunk_len() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.tsv_len := quarry_tsv_len(NEW.tsv);
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION quarry_lexical_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    dc bigint := 0;
+    dt bigint := 0;
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN dc := dc + 1; dt := dt + NEW.tsv_len; END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN dc := dc - 1; dt := dt - OLD.tsv_len; END IF;
+    INSERT INTO lexical_stats AS s (shard, chunks, tokens) VALUES (pg_backend_pid() % 16, dc, dt)
+        ON CONFLICT (shard) DO UPDATE SET chunks = s.chunks + EXCLUDED.chunks, tokens = s.tokens + EXCLUDED.tokens;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER chunks_len BEFORE INSERT OR UPDATE OF tsv ON chunks
+    FOR EACH ROW EXECUTE FUNCTION quarry_chunk_len();
+CREATE TRIGGER chunks_lexical_stats AFTER INSERT OR DELETE OR UPDATE OF tsv ON chunks
+    FOR EACH ROW EXECUTE FUNCTION quarry_lexical_stats();
+"#,
+    ),
+];
 
 pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
