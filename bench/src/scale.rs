@@ -406,9 +406,8 @@ pub fn run(o: &Opts) -> Result<String> {
          sides; queries/s with 1 thread (1 client) and with {threads}.\n\n",
         o.n, o.dim, o.queries, o.m, o.ef_construction
     );
-    let mut summary = String::from(
-        "\n| set | backend | ef_search for recall ≥ 0.90 | ≥ 0.95 | ≥ 0.99 |\n|---|---|---|---|---|\n",
-    );
+    let mut summary =
+        String::from("\n| set | backend | ef_search for recall ≥ 0.90 | ≥ 0.95 | ≥ 0.99 |\n|---|---|---|---|---|\n");
     md.push_str(&format!(
         "| set | backend | build s | memory | disk MB | ef_search | recall@10 | q/s 1 thread | q/s {threads} threads |\n\
          |---|---|---|---|---|---|---|---|---|\n"
