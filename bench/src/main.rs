@@ -13,6 +13,10 @@
 //!
 //! With `--scale N`: the vector-index scale benchmark, embedded HNSW vs pgvector (see scale.rs).
 //!
+//! With `--load`: a bounded load test of the `quarry serve` binary on loopback over an existing index —
+//! N concurrent clients searching and asking (extractive and local generator), with uploads during the
+//! load checked for lost or duplicated documents (see load.rs).
+//!
 //! Results are appended to bench/RESULTS.md. Usage:
 //!   cargo run --release -p quarry-bench -- [--shared ../shared] [--python PYTHON] [--data-dir DIR]
 //!       [--sentences N] [--embed-only]
@@ -21,6 +25,9 @@
 //!   cargo run --release -p quarry-bench -- [--llm] [--rag N] [--max-tokens 96] [--python PYTHON]
 //!   cargo run --release -p quarry-bench -- --scale 1000000 [--queries 1000] [--sets random,clustered]
 //!       [--m 16] [--ef-construction 200] [--ef-search 10,20,...] [--pg postgres://...] [--skip-embedded]
+//!   cargo run --release -p quarry-bench -- --load --data-dir DIR [--clients 50] [--secs 60]
+//!       [--local-secs 30] [--local-max-tokens 32] [--local-top-k K] [--docs 20] [--timeout-secs 1800]
+//!       [--quarry PATH] [--queries-file FILE] [--config FILE] [--no-append]
 //! PYTHON must have sentence-transformers installed (or, for --formats, the packages listed in
 //! bench/README.md); without it the reference column is reported as missing, not invented.
 
@@ -33,6 +40,7 @@ use std::time::Instant;
 
 mod formats;
 mod llm;
+mod load;
 mod scale;
 
 use anyhow::{Context, Result};
@@ -66,6 +74,17 @@ struct Opts {
     ef_search: Vec<usize>,
     pg: Option<String>,
     skip_embedded: bool,
+    load: bool,
+    clients: usize,
+    secs: f64,
+    local_secs: f64,
+    local_max_tokens: usize,
+    local_top_k: Option<usize>,
+    docs: usize,
+    timeout_secs: u64,
+    quarry: Option<PathBuf>,
+    queries_file: Option<PathBuf>,
+    config: Option<PathBuf>,
 }
 
 fn parse() -> Result<Opts> {
@@ -92,6 +111,17 @@ fn parse() -> Result<Opts> {
         ef_search: vec![10, 20, 40, 80, 120, 160, 240, 320, 480, 640, 1000],
         pg: None,
         skip_embedded: false,
+        load: false,
+        clients: 50,
+        secs: 60.0,
+        local_secs: 30.0,
+        local_max_tokens: 32,
+        local_top_k: None,
+        docs: 20,
+        timeout_secs: 1800,
+        quarry: None,
+        queries_file: None,
+        config: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -125,6 +155,17 @@ fn parse() -> Result<Opts> {
             }
             "--pg" => o.pg = Some(val()?),
             "--skip-embedded" => o.skip_embedded = true,
+            "--load" => o.load = true,
+            "--clients" => o.clients = val()?.parse()?,
+            "--secs" => o.secs = val()?.parse()?,
+            "--local-secs" => o.local_secs = val()?.parse()?,
+            "--local-max-tokens" => o.local_max_tokens = val()?.parse()?,
+            "--local-top-k" => o.local_top_k = Some(val()?.parse()?),
+            "--docs" => o.docs = val()?.parse()?,
+            "--timeout-secs" => o.timeout_secs = val()?.parse()?,
+            "--quarry" => o.quarry = Some(PathBuf::from(val()?)),
+            "--queries-file" => o.queries_file = Some(PathBuf::from(val()?)),
+            "--config" => o.config = Some(PathBuf::from(val()?)),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -287,6 +328,34 @@ fn main() -> Result<()> {
             skip_embedded: o.skip_embedded,
         })?);
         println!("{report}");
+        return append(&report, o.no_append);
+    }
+    if o.load {
+        let data_dir = o
+            .data_dir
+            .clone()
+            .context("--load needs --data-dir (an existing index)")?;
+        let args: Vec<String> = std::env::args().skip(1).map(|a| home_relative(&a)).collect();
+        report.push_str(&format!(
+            "Command: `cargo run --release -p quarry-bench -- {}`\n\n",
+            args.join(" ")
+        ));
+        report.push_str(&load::run(&load::Opts {
+            data_dir,
+            quarry: o.quarry.clone(),
+            queries: o
+                .queries_file
+                .clone()
+                .unwrap_or_else(|| o.shared.join("datasets/scifact/queries.jsonl")),
+            config: o.config.clone(),
+            clients: o.clients,
+            secs: o.secs,
+            local_secs: o.local_secs,
+            local_max_tokens: o.local_max_tokens,
+            local_top_k: o.local_top_k,
+            docs: o.docs,
+            timeout_secs: o.timeout_secs,
+        })?);
         return append(&report, o.no_append);
     }
     if o.formats {
