@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use quarry_core::{Config, GeneratorKind};
+use quarry_eval::percentile;
 use serde_json::{json, Value};
 
 pub struct Opts {
@@ -407,8 +408,7 @@ impl Phase {
     }
 
     fn row(&self) -> String {
-        let mut ms: Vec<f64> = self.samples.iter().map(|s| s.ms).collect();
-        ms.sort_by(f64::total_cmp);
+        let ms: Vec<f64> = self.samples.iter().map(|s| s.ms).collect();
         let n = ms.len();
         let errors: Vec<&Sample> = self.samples.iter().filter(|s| !self.ok(s)).collect();
         let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
@@ -432,9 +432,9 @@ impl Phase {
             self.clients,
             self.wall_secs,
             n as f64 / self.wall_secs,
-            percentile(&ms, 50.0),
-            percentile(&ms, 95.0),
-            percentile(&ms, 99.0),
+            percentile(&ms, 0.50),
+            percentile(&ms, 0.95),
+            percentile(&ms, 0.99),
             errors.len(),
             if n == 0 {
                 0.0
@@ -476,15 +476,6 @@ impl Phase {
         }
         Some(note)
     }
-}
-
-/// Nearest-rank percentile of sorted values (0 for none).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// A document uploaded during the load, found again by its file name and its marker word.
@@ -988,15 +979,6 @@ fn loadavg() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[7.0], 95.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
 
     #[test]
     fn upload_sources_match_by_file_name() {
