@@ -32,6 +32,11 @@ pub enum Work {
         url: String,
         crawl: CrawlOptions,
     },
+    /// A stored document's source read again: a file on the server's disk (where the CLI ingested it
+    /// from) or a web page; unchanged content costs nothing, changed content replaces the old version.
+    Resync {
+        source: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,7 +52,7 @@ pub enum State {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: String,
-    /// `file` or `url`.
+    /// `file`, `url` or `resync`.
     pub kind: &'static str,
     /// The file name or URL.
     pub target: String,
@@ -128,6 +133,7 @@ impl Jobs {
         let (kind, target) = match &work {
             Work::File { source, .. } => ("file", source.clone()),
             Work::Url { url, .. } => ("url", url.clone()),
+            Work::Resync { source } => ("resync", source.clone()),
         };
         let job = Job {
             id: hex(&rand::random::<[u8; 8]>()),
@@ -192,9 +198,30 @@ fn run(engine: &Engine, q: &Queued) -> std::result::Result<Summary, String> {
     let mut summary = match &q.work {
         Work::File { path, source } => ingestor.ingest_file_as(path, source, &Silent),
         Work::Url { url, crawl } => ingestor.ingest_url(url, crawl, &Silent).map(|(s, _)| s)?,
+        Work::Resync { source } if is_web(source) => {
+            let page_only = CrawlOptions {
+                max_depth: 0,
+                max_pages: 1,
+                ..Default::default()
+            };
+            ingestor.ingest_url(source, &page_only, &Silent).map(|(s, _)| s)?
+        }
+        Work::Resync { source } => {
+            let path = std::path::Path::new(source);
+            if !path.exists() {
+                return Err(format!(
+                    "{source}: the source file is gone; delete the document if it should go too"
+                ));
+            }
+            ingestor.ingest_file_as(path, source, &Silent)
+        }
     };
     summary.errors.iter_mut().for_each(redact);
     Ok(summary)
+}
+
+pub fn is_web(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
 }
 
 /// A document id another source already holds is reported without naming that source, which may be

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -47,17 +47,20 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     resp
 }
 
+/// The key of an `Authorization: Bearer <key>` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
 /// Resolves the caller from `Authorization: Bearer <key>` (or lets everyone in as an unrestricted caller
 /// when the server runs without keys) and applies the key's rate limit.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response> {
     let caller = if state.opts.auth {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(Error::Unauthorized)?;
+        let presented = bearer(req.headers()).ok_or(Error::Unauthorized)?;
         let key = state.keys.verify(presented)?.ok_or(Error::Unauthorized)?;
         state.check_rate(&key.id)?;
         Caller::from_key(&key)

@@ -23,7 +23,7 @@ pub fn compile(filter: &Filter, doc: &str, params: &mut Params) -> String {
             let k = bind(params, Box::new(key.clone()));
             let v = bind(params, Box::new(json(value)));
             let exists = format!(
-                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) v WHERE quarry_eq(v, {v}::text::jsonb))"
+                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) AS qv(v) WHERE quarry_eq(qv.v, {v}::text::jsonb))"
             );
             if matches!(filter, Filter::Ne { .. }) {
                 format!("NOT {exists}")
@@ -36,23 +36,23 @@ pub fn compile(filter: &Filter, doc: &str, params: &mut Params) -> String {
             let list = serde_json::to_string(values).unwrap_or_else(|_| "[]".into());
             let v = bind(params, Box::new(list));
             format!(
-                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) v, \
-                 jsonb_array_elements({v}::text::jsonb) w WHERE quarry_eq(v, w))"
+                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) AS qv(v), \
+                 jsonb_array_elements({v}::text::jsonb) AS qw(w) WHERE quarry_eq(qv.v, qw.w))"
             )
         }
         Filter::Range { key, min, max } => {
             let k = bind(params, Box::new(key.clone()));
-            let mut conds = vec!["quarry_num(v) IS NOT NULL".to_string()];
+            let mut conds = vec!["quarry_num(qv.v) IS NOT NULL".to_string()];
             if let Some(b) = min {
                 let p = bind(params, Box::new(b.value));
-                conds.push(format!("quarry_num(v) {} {p}", if b.inclusive { ">=" } else { ">" }));
+                conds.push(format!("quarry_num(qv.v) {} {p}", if b.inclusive { ">=" } else { ">" }));
             }
             if let Some(b) = max {
                 let p = bind(params, Box::new(b.value));
-                conds.push(format!("quarry_num(v) {} {p}", if b.inclusive { "<=" } else { "<" }));
+                conds.push(format!("quarry_num(qv.v) {} {p}", if b.inclusive { "<=" } else { "<" }));
             }
             format!(
-                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) v WHERE {})",
+                "EXISTS (SELECT 1 FROM quarry_meta_values({doc}.metadata, {k}) AS qv(v) WHERE {})",
                 conds.join(" AND ")
             )
         }

@@ -15,7 +15,8 @@
 //! Lexical ranking is BM25 by default (`index.pg_lexical_ranking`), computed in SQL over the chunks
 //! that match an OR of the query's lexemes: term frequencies come from the tsvector's positions,
 //! chunk lengths from `tsv_len`, N and the average length from `lexical_stats` (both kept by
-//! triggers), and document frequencies are counted per query lexeme through the GIN index. It differs
+//! triggers), and document frequencies are counted over the same matching chunks (every chunk that
+//! holds a query lexeme matches), so one GIN lookup serves both. It differs
 //! from the embedded index's tantivy BM25 only in analysis (PostgreSQL's `english` configuration vs
 //! tantivy's stemmer and stop list) and in that tsvectors keep at most 256 positions per lexeme. The
 //! alternative `ts_rank_cd` (cover density) has no inverse document frequency, so a frequent word
@@ -478,7 +479,8 @@ impl Index for PostgresIndex {
                  SELECT DISTINCT replace(l, E'\\\\', '') AS lexeme
                  FROM unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', $1))) AS l
                  WHERE replace(l, E'\\\\', '') <> ''),
-             q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS query FROM terms)"
+             q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS query,
+                          array_agg(lexeme) AS lexemes FROM terms)"
         );
         let sql = match self.cfg.pg_lexical_ranking {
             PgLexicalRanking::TsRankCd => format!(
@@ -489,34 +491,36 @@ impl Index for PostgresIndex {
                  ORDER BY score DESC, c.id
                  LIMIT $2"
             ),
-            // BM25 over the matching chunks: term frequency from the lexeme's positions, length from
-            // tsv_len, document frequency counted per query lexeme through the GIN index (over the
-            // whole collection, as the embedded index does), N and the average length from
-            // lexical_stats (kept by triggers).
+            // BM25 in one pass over the chunks that match any query lexeme (found through the GIN
+            // index, before any metadata filter): each chunk's tsvector is cut down to the query's
+            // lexemes (setweight marks them, ts_filter keeps the marked ones; stored tsvectors carry
+            // only the default weight), which gives the term frequencies from the positions. A
+            // lexeme's document frequency over the whole collection is the number of matching chunks
+            // that hold it, so it is counted from the same rows. Lengths come from tsv_len, N and the
+            // average length from lexical_stats (kept by triggers); the filter applies to the scoring.
             PgLexicalRanking::Bm25 => format!(
                 "WITH {terms},
                  stats AS (
                      SELECT greatest(sum(chunks), 1)::float8 AS n,
                             greatest(sum(tokens)::float8 / greatest(sum(chunks), 1), 1) AS avgdl
                      FROM lexical_stats),
+                 m AS MATERIALIZED (
+                     SELECT c.id, c.doc_id, c.tsv_len, x.lexeme,
+                            coalesce(array_length(x.positions, 1), 1)::float8 AS tf
+                     FROM q, chunks c
+                     CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, 'A', q.lexemes), '{{a}}'))
+                         AS x(lexeme, positions, weights)
+                     WHERE c.tsv @@ q.query),
                  idf AS (
-                     SELECT t.lexeme, ln(1 + (stats.n - d.df + 0.5) / (d.df + 0.5)) AS w
-                     FROM terms t CROSS JOIN stats
-                     CROSS JOIN LATERAL (
-                         SELECT count(*)::float8 AS df FROM chunks x
-                         WHERE x.tsv @@ quote_literal(t.lexeme)::tsquery) d),
-                 hits AS (
-                     SELECT c.id, c.doc_id, c.tsv, c.tsv_len FROM q, chunks c {join}
-                     WHERE c.tsv @@ q.query {filter_sql})
-                 SELECT h.id, h.doc_id,
-                        sum(idf.w * f.tf * {k1p1} / (f.tf + {k1} * (1 - {b} + {b} * h.tsv_len / stats.avgdl)))::float8
+                     SELECT m.lexeme, ln(1 + (stats.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf_weight
+                     FROM m CROSS JOIN stats GROUP BY m.lexeme, stats.n)
+                 SELECT c.id, c.doc_id,
+                        sum(idf.idf_weight * c.tf * {k1p1} / (c.tf + {k1} * (1 - {b} + {b} * c.tsv_len / stats.avgdl)))::float8
                             AS score
-                 FROM hits h CROSS JOIN stats
-                 CROSS JOIN LATERAL unnest(h.tsv) AS u(lexeme, positions, weights)
-                 JOIN idf ON idf.lexeme = u.lexeme
-                 CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) f
-                 GROUP BY h.id, h.doc_id
-                 ORDER BY score DESC, h.id
+                 FROM m c JOIN idf ON idf.lexeme = c.lexeme CROSS JOIN stats {join}
+                 WHERE TRUE {filter_sql}
+                 GROUP BY c.id, c.doc_id
+                 ORDER BY score DESC, c.id
                  LIMIT $2",
                 k1 = BM25_K1,
                 k1p1 = BM25_K1 + 1.0,

@@ -1,4 +1,5 @@
-//! `/api/documents` (list, get, delete), `/api/ingest/{file,url}` (background jobs) and `/api/jobs/ID`.
+//! `/api/documents` (list, get, delete), `/api/sync` and `/api/ingest/{file,url}` (background jobs) and
+//! `/api/jobs/ID`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -103,6 +104,44 @@ pub async fn delete(
             Ok(Json(json!({ "deleted": n, "id": id })))
         })
         .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBody {
+    /// The id of a document the caller may read.
+    pub document: String,
+}
+
+/// `POST /api/sync`: reads a document's source again in a background job (every document of that
+/// source follows: a CSV file's rows, a page's one document). Uploads have no source to re-read (400:
+/// upload the file again). The documents keep the access labels they carry.
+pub async fn resync(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<SyncBody>,
+) -> Result<impl IntoResponse> {
+    caller.require(Scope::Ingest)?;
+    let id = body.document;
+    let doc = state.blocking(move |e| readable(e, &caller, &id)).await?;
+    if doc.source.starts_with("upload://") {
+        return Err(Error::BadRequest(format!(
+            "document `{}` was uploaded: there is no source to read again; upload the file again to update it",
+            doc.id
+        )));
+    }
+    let mut labels = quarry_core::Metadata::new();
+    for key in [crate::access::TENANT_KEY, crate::access::GROUPS_KEY] {
+        if let Some(v) = doc.metadata.get(key) {
+            labels.insert(key.to_string(), v.clone());
+        }
+    }
+    let tenant = labels
+        .get(crate::access::TENANT_KEY)
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let job = state.jobs.submit(Work::Resync { source: doc.source }, labels, tenant)?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
 #[derive(Debug, Deserialize)]

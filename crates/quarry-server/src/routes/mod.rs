@@ -1,7 +1,7 @@
 //! The routes, and the layers around them.
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
@@ -48,6 +48,7 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             Key,
             get(documents::get).delete(documents::delete),
         ),
+        ("/api/sync", Key, post(documents::resync)),
         ("/api/ingest/file", Key, post(documents::ingest_file)),
         ("/api/ingest/url", Key, post(documents::ingest_url)),
         ("/api/jobs", Key, get(documents::jobs)),
@@ -95,25 +96,36 @@ async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the index answers and the ingest queue is open.
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+/// Readiness: the index answers and the ingest queue is open. Corpus-wide counts are for operators only:
+/// they are in the answer when the server runs without keys or the request carries an admin key, so an
+/// unauthenticated caller learns nothing about other tenants' documents.
+async fn ready(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let stats = state.engine.index().stats();
     match stats {
-        Ok(s) => (
-            StatusCode::OK,
-            Json(json!({
+        Ok(s) => {
+            let mut body = json!({
                 "status": "ready",
-                "documents": s.documents,
-                "chunks": s.chunks,
                 "generator": state.engine.generator(crate::engine::Which::Configured).name(),
                 "auth": state.opts.auth,
-            })),
-        ),
+            });
+            if !state.opts.auth || presents_admin_key(&state, &headers) {
+                body["documents"] = json!(s.documents);
+                body["chunks"] = json!(s.chunks);
+            }
+            (StatusCode::OK, Json(body))
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "error": e.to_string() })),
         ),
     }
+}
+
+/// Whether a public route's request carries a live admin key (no error and no rate-limit charge otherwise).
+fn presents_admin_key(state: &AppState, headers: &HeaderMap) -> bool {
+    crate::middleware::bearer(headers)
+        .and_then(|k| state.keys.verify(k).ok().flatten())
+        .is_some_and(|k| crate::access::Caller::from_key(&k).has(crate::keys::Scope::Admin))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -19,6 +19,20 @@ async fn health_is_public_and_everything_else_needs_a_live_key() {
     let ready = get(&f.app, "/ready", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["generator"], "extractive");
+    // Corpus-wide counts are for operators: not for anonymous callers, nor for a tenant's key.
+    for key in [None, Some(f.acme.as_str()), Some("qk_000000000000_nope")] {
+        let r = get(&f.app, "/ready", key).await.json();
+        assert!(
+            r.get("documents").is_none() && r.get("chunks").is_none(),
+            "{key:?}: {r}"
+        );
+    }
+    let r = get(&f.app, "/ready", Some(&f.admin)).await.json();
+    assert_eq!(
+        (r["documents"].as_u64(), r["chunks"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
     for (uri, key) in [
         ("/api/documents", None),
         ("/api/documents", Some("qk_000000000000_nope")),
@@ -382,4 +396,110 @@ async fn shutdown_finishes_the_running_job_cancels_queued_ones_and_leaves_nothin
     let uploads = f.dir.path().join("uploads");
     let left = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "upload folders left behind");
+}
+
+#[tokio::test]
+async fn resync_reads_a_pages_source_again_and_keeps_its_labels() {
+    // A page whose text the test changes between the ingest and the re-sync.
+    let page = std::sync::Arc::new(std::sync::Mutex::new(
+        "The kiln must cool for twelve hours before the door is opened.".to_string(),
+    ));
+    let served = page.clone();
+    let site = axum::Router::new().route(
+        "/kiln.html",
+        axum::routing::get(move || {
+            let text = served.lock().unwrap().clone();
+            async move {
+                axum::response::Html(format!(
+                    "<html><head><title>Kiln</title></head><body><main><h1>Kiln</h1><p>{text}</p></main></body></html>"
+                ))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, site).await });
+    let f = fixture();
+    let r = post(
+        &f.app,
+        "/api/ingest/url",
+        Some(&f.acme),
+        json!({ "url": format!("http://{addr}/kiln.html"), "groups": ["eng"] }),
+    )
+    .await;
+    let job = wait_job(&f.app, &f.acme, r.json()["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let ids = search_ids(&f.app, &f.acme, json!({ "query": "kiln cool hours", "mode": "bm25" })).await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let doc = ids[0].clone();
+
+    *page.lock().unwrap() = "Glazes are fired at cone six in an electric furnace.".to_string();
+    // Who may not: a read-only key (403), another tenant (404, as for a missing id), an unknown id.
+    let body = json!({ "document": doc });
+    assert_eq!(
+        post(&f.app, "/api/sync", Some(&f.acme_hr), body.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&f.app, "/api/sync", Some(&f.globex), body.clone()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let missing = post(&f.app, "/api/sync", Some(&f.acme), json!({ "document": "nope" })).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let r = post(&f.app, "/api/sync", Some(&f.acme), body.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json()["kind"], "resync");
+    let job = wait_job(&f.app, &f.acme, r.json()["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["summary"]["documents_updated"], 1, "{job}");
+    // The new text is found, the old one is gone, and the labels stayed: eng reads it, hr does not.
+    let found = search_ids(
+        &f.app,
+        &f.acme,
+        json!({ "query": "glazes cone furnace", "mode": "bm25" }),
+    )
+    .await;
+    assert_eq!(found, vec![doc.clone()]);
+    // (The title, "Kiln", stays; the old sentence is gone.)
+    assert!(search_ids(
+        &f.app,
+        &f.acme,
+        json!({ "query": "twelve hours door opened", "mode": "bm25" })
+    )
+    .await
+    .is_empty());
+    let text = get(&f.app, &format!("/api/documents/{doc}"), Some(&f.acme))
+        .await
+        .json()["text"]
+        .to_string();
+    assert!(text.contains("cone six") && !text.contains("twelve"), "{text}");
+    assert!(search_ids(
+        &f.app,
+        &f.acme_hr,
+        json!({ "query": "glazes cone furnace", "mode": "bm25" })
+    )
+    .await
+    .is_empty());
+    let listed = get(&f.app, "/api/documents", Some(&f.acme)).await.json();
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    // An upload has no source to read again.
+    upload(&f.app, &f.acme, "scurvy.md", SCURVY, "").await;
+    let r = post(
+        &f.app,
+        "/api/sync",
+        Some(&f.acme),
+        json!({ "document": "upload://acme/scurvy.md" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upload the file again"),
+        "{}",
+        r.text
+    );
 }
