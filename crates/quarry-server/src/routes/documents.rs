@@ -130,6 +130,14 @@ pub async fn resync(
             doc.id
         )));
     }
+    if doc.source.contains("://") && !crate::jobs::is_web(&doc.source) {
+        return Err(Error::BadRequest(format!(
+            "document `{}` comes from `{}`, which the server does not read again; run `quarry sync` or \
+             `quarry ingest` with the same source",
+            doc.id,
+            doc.source.split("://").next().unwrap_or_default()
+        )));
+    }
     let mut labels = quarry_core::Metadata::new();
     for key in [crate::access::TENANT_KEY, crate::access::GROUPS_KEY] {
         if let Some(v) = doc.metadata.get(key) {
