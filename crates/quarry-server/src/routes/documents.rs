@@ -144,10 +144,7 @@ pub async fn resync(
             labels.insert(key.to_string(), v.clone());
         }
     }
-    let tenant = labels
-        .get(crate::access::TENANT_KEY)
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let tenant = tenant_of(&labels);
     let job = state.jobs.submit(Work::Resync { source: doc.source }, labels, tenant)?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -161,6 +158,14 @@ pub struct FileParams {
     pub groups: Option<String>,
     /// For keys that span tenants: the tenant the documents belong to.
     pub tenant: Option<String>,
+}
+
+/// The tenant an access-label set names.
+fn tenant_of(labels: &quarry_core::Metadata) -> Option<String> {
+    labels
+        .get(crate::access::TENANT_KEY)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 fn groups(list: Option<&str>) -> Vec<String> {
@@ -206,10 +211,7 @@ pub async fn ingest_file(
         return Err(Error::BadRequest("empty upload".into()));
     }
     let name = safe_name(&p.name)?;
-    let tenant = labels
-        .get(crate::access::TENANT_KEY)
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let tenant = tenant_of(&labels);
     let dir = state.data_dir.join("uploads").join(hex(&rand::random::<[u8; 8]>()));
     let path = dir.join(&name);
     let written = {
@@ -252,10 +254,7 @@ pub async fn ingest_url(
     if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
         return Err(Error::BadRequest("url must start with http:// or https://".into()));
     }
-    let tenant = labels
-        .get(crate::access::TENANT_KEY)
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let tenant = tenant_of(&labels);
     let crawl = CrawlOptions {
         max_depth: body.depth.min(5),
         max_pages: body.max_pages.unwrap_or(20).clamp(1, 1000),
